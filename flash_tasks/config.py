@@ -1,0 +1,131 @@
+"""What a build was asked to do, validated once, up front.
+
+Everything downstream (the task graph, the phases) trusts a ``BuildConfig``.
+Paths derived from it live here too, so every phase agrees on the layout of
+``.flash/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from . import catalog
+from .errors import UsageError
+
+DEFAULT_ARTIFACT = "artifact.tar.gz"
+DEFAULT_RUNPOD_FLASH_VERSION = "1.21.0"
+#: Fixed timestamp used when SOURCE_DATE_EPOCH is not set (1980-01-01, the zip epoch).
+DEFAULT_EPOCH = 315532800
+
+
+def normalize_name(name: str) -> str:
+    """PEP 503 normalisation of a distribution name."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+class BuildConfig(BaseModel):
+    """A validated build request."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    app_dir: Path
+    no_deps: bool = False
+    output: str = DEFAULT_ARTIFACT
+    exclude: tuple[str, ...] = ()
+    python_version: str | None = None
+    runpod_flash_version: str = DEFAULT_RUNPOD_FLASH_VERSION
+    upgrade: bool = False
+    #: Extra index settings (used by tests and air-gapped setups).
+    find_links: tuple[str, ...] = ()
+    no_index: bool = False
+    index_url: str | None = None
+
+    @field_validator("app_dir")
+    @classmethod
+    def _app_dir_exists(cls, value: Path) -> Path:
+        value = value.expanduser().resolve()
+        if not value.is_dir():
+            raise UsageError(f"app folder {value} does not exist", hint="pass an existing folder with -C/--directory")
+        return value
+
+    @field_validator("output")
+    @classmethod
+    def _output_is_a_name(cls, value: str) -> str:
+        if not value or value in (".", "..") or "/" in value or os.sep in value:
+            raise UsageError(
+                f"--output must be a file name, got {value!r}",
+                hint="the artifact is written inside .flash/, e.g. -o my-app.tar.gz",
+            )
+        return value
+
+    @field_validator("python_version")
+    @classmethod
+    def _supported_python(cls, value: str | None) -> str | None:
+        if value is not None and value not in catalog.SUPPORTED_PYTHON_VERSIONS:
+            raise UsageError(
+                f"Python {value} is not supported",
+                hint="use --python-version with one of: " + ", ".join(catalog.SUPPORTED_PYTHON_VERSIONS),
+            )
+        return value
+
+    @field_validator("exclude")
+    @classmethod
+    def _normalize_excludes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        names = {normalize_name(v.strip()) for v in value if v.strip()}
+        return tuple(sorted(names))
+
+    # -- derived ---------------------------------------------------------------
+
+    @property
+    def project_name(self) -> str:
+        return self.app_dir.name
+
+    @property
+    def excluded(self) -> tuple[str, ...]:
+        """Every excluded distribution: the always-excluded ones plus --exclude."""
+        return tuple(sorted(set(catalog.ALWAYS_EXCLUDED) | set(self.exclude)))
+
+    @cached_property
+    def paths(self) -> BuildPaths:
+        return BuildPaths(self.app_dir, self.output)
+
+
+class BuildPaths:
+    """Where everything lives under ``<app>/.flash``."""
+
+    def __init__(self, app_dir: Path, output: str) -> None:
+        self.app = app_dir
+        self.flash = app_dir / ".flash"
+        self.build = self.flash / ".build"
+        self.state = self.flash / ".state"
+        self.scans = self.state / "scan"
+        self.locks = self.flash / "locks"
+        self.segments = self.state / "segments"
+        self.db = self.flash / ".doit.db"
+        self.lock_file = self.flash / ".lock"
+        self.files_json = self.state / "files.json"
+        self.stage_json = self.state / "stage.json"
+        self.manifest = self.flash / "flash_manifest.json"
+        self.build_manifest = self.build / "flash_manifest.json"
+        self.groups_json = self.state / "groups.json"
+        self.env_json = self.state / "env.json"
+        self.warnings_json = self.state / "warnings.json"
+        self.handlers_json = self.state / "handlers.json"
+        self.install_json = self.state / "installed.json"
+        self.artifact = self.flash / output
+
+
+def source_date_epoch() -> int:
+    """The timestamp stored in outputs: SOURCE_DATE_EPOCH, else a fixed date."""
+    raw = os.environ.get("SOURCE_DATE_EPOCH")
+    if raw is None or not raw.strip():
+        return DEFAULT_EPOCH
+    try:
+        return int(raw)
+    except ValueError:
+        raise UsageError(f"SOURCE_DATE_EPOCH must be an integer, got {raw!r}") from None

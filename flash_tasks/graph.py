@@ -1,0 +1,310 @@
+"""The build as a doit task graph.
+
+``namespace(config)`` returns what a ``dodo.py`` would define: ``DOIT_CONFIG``
+and one ``task_*`` generator per phase. ``flash build``, ``python -m
+flash_tasks`` and ``doit`` all run these same tasks::
+
+    files ─► scan:<file> ──┐
+    files ─► stage ────────┼─► manifest ─► lock:<group> ─► install ─► handlers ─► archive
+
+Each task declares its real inputs: files (``file_dep``), options, the tool's
+own code and the environment variables endpoint arguments read (``uptodate``),
+so a rebuild with nothing changed runs no task, and a changed flag reruns
+exactly what it affects. Large trees (installed dependencies) are never
+``file_dep`` s: tasks depend on small state files that describe them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from doit.loader import create_after
+from doit.tools import config_changed
+
+from . import __version__
+from .config import BuildConfig, source_date_epoch
+from .stage import read_json, write_json, write_text_atomic
+
+PHASES = ("files", "stage", "scan", "manifest", "lock", "install", "handlers", "archive")
+
+
+def tool_fingerprint() -> str:
+    """Identifies this tool's code: a new version or an edited module rebuilds."""
+    package = Path(__file__).parent
+    digest = hashlib.sha256(__version__.encode())
+    for path in sorted(package.glob("*.py")):
+        st = path.stat()
+        digest.update(f"{path.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def scan_target(config: BuildConfig, rel: str) -> Path:
+    return config.paths.scans / (rel + ".json")
+
+
+def task_name(rel: str) -> str:
+    """doit uses ':' to separate subtask names."""
+    return rel.replace(":", "%3A")
+
+
+# -- actions -------------------------------------------------------------------------
+# Plain functions so that doit (and tests) can call them with explicit inputs.
+
+
+def write_file_list(config: BuildConfig, files: list[str], ignore_files: list[str]) -> None:
+    write_json(config.paths.files_json, {"files": files, "ignore_files": ignore_files})
+
+
+def stage_action(config: BuildConfig, files: list[str]) -> None:
+    from .stage import stage_sources
+
+    previous = read_json(config.paths.stage_json, {})
+    config.paths.build.mkdir(parents=True, exist_ok=True)
+    record = stage_sources(config.app_dir, config.paths.build, files, previous)
+    write_json(config.paths.stage_json, record)
+
+
+def scan_action(config: BuildConfig, rel: str) -> None:
+    from .scan import scan_source
+
+    try:
+        data = (config.app_dir / rel).read_bytes()
+    except OSError as exc:
+        from .errors import BuildError
+
+        raise BuildError(f"cannot read {rel}: {exc.strerror}", path=rel, hint="make the file readable or ignore it in .gitignore") from None
+    result = scan_source(data, rel)
+    write_text_atomic(scan_target(config, rel), json.dumps(result))
+
+
+def manifest_action(config: BuildConfig, py_files: list[str]) -> None:
+    from .manifest import BuildOptions, build_manifest
+
+    scans = {rel: json.loads(scan_target(config, rel).read_text(encoding="utf-8")) for rel in py_files}
+    stage = read_json(config.paths.stage_json, {})
+    epoch = source_date_epoch()
+    import datetime
+
+    generated_at = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    options = BuildOptions(project_name=config.project_name, python_version=config.python_version, generated_at=generated_at)
+    result = build_manifest(scans, options, os.environ)
+    result.manifest.source_fingerprint = stage.get("fingerprint")
+    text = result.manifest.to_json()
+    write_text_atomic(config.paths.build_manifest, text)
+    write_text_atomic(config.paths.manifest, text)
+    write_json(config.paths.groups_json, {"python_version": result.manifest.python_version, "groups": result.groups})
+    write_json(config.paths.env_json, result.env_used)
+    write_json(config.paths.warnings_json, [w.render() for w in result.warnings])
+
+
+def lock_action(config: BuildConfig, group: str) -> None:
+    from .deps_glue import lock_group_action
+
+    lock_group_action(config, group)
+
+
+def install_action(config: BuildConfig, groups: list[str]) -> None:
+    from .deps_glue import install_action as run_install
+
+    run_install(config, groups)
+
+
+def handlers_action(config: BuildConfig) -> None:
+    from .handlers import render_handlers, write_generated
+    from .stage import remove_file
+
+    manifest = json.loads(config.paths.manifest.read_text(encoding="utf-8"))
+    files = render_handlers(manifest)
+    write_generated(files, config.paths.build)
+    previous = read_json(config.paths.handlers_json, {"files": []})
+    for rel in set(previous.get("files", [])) - set(files):
+        remove_file(config.paths.build / rel, config.paths.build)
+    write_json(config.paths.handlers_json, {"files": sorted(files)})
+
+
+def archive_action(config: BuildConfig) -> None:
+    from .package import build_archive
+
+    build_archive(config)
+
+
+# -- uptodate checks -----------------------------------------------------------------
+
+
+class EnvUnchanged:
+    """Up to date while every environment variable the manifest read keeps its value."""
+
+    def __init__(self, env_json: Path) -> None:
+        self.env_json = env_json
+
+    def __call__(self, task: Any, values: Any) -> bool:
+        recorded = read_json(self.env_json)
+        if recorded is None:
+            return False
+        return all(os.environ.get(name) == value for name, value in recorded.items())
+
+
+# -- the graph -----------------------------------------------------------------------
+
+
+def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, Any]:
+    """``DOIT_CONFIG`` plus one ``task_*`` creator per phase, for ``config``."""
+    from .files import scan_app_tree
+
+    paths = config.paths
+    tree = scan_app_tree(config.app_dir)
+    files = tree.files
+    py_files = [f for f in files if f.endswith(".py")]
+    tool = tool_fingerprint()
+    app = str(config.app_dir)
+
+    def task_files() -> dict[str, Any]:
+        """List the files that ship (built-in ignores + .gitignore)."""
+        return {
+            "actions": [(write_file_list, [config, files, tree.ignore_files])],
+            "targets": [str(paths.files_json)],
+            "uptodate": [config_changed({"files": files, "ignore": tree.ignore_files, "tool": tool, "app": app})],
+            "verbosity": 0,
+        }
+
+    def task_stage() -> dict[str, Any]:
+        """Copy changed source files into .flash/.build and fingerprint them."""
+        return {
+            "actions": [(stage_action, [config, files])],
+            "file_dep": [str(paths.files_json)] + [str(config.app_dir / f) for f in files],
+            "targets": [str(paths.stage_json)],
+            "uptodate": [config_changed({"tool": tool, "app": app})],
+            "verbosity": 0,
+        }
+
+    def task_scan() -> Iterator[dict[str, Any]]:
+        """Read each shipped .py file (never importing it)."""
+        yield {"basename": "scan", "name": None, "doc": "Read each shipped .py file (never importing it)."}
+        for rel in py_files:
+            yield {
+                "name": task_name(rel),
+                "actions": [(scan_action, [config, rel])],
+                "file_dep": [str(config.app_dir / rel)],
+                "targets": [str(scan_target(config, rel))],
+                "uptodate": [config_changed({"tool": tool, "app": app})],
+                "verbosity": 0,
+            }
+
+    manifest_config = {
+        "tool": tool,
+        "app": app,
+        "python_version": config.python_version,
+        "project": config.project_name,
+        "files": py_files,
+        "epoch": os.environ.get("SOURCE_DATE_EPOCH"),
+    }
+
+    def task_manifest() -> dict[str, Any]:
+        """Join the scans into flash_manifest.json."""
+        return {
+            "actions": [(manifest_action, [config, py_files])],
+            "file_dep": [str(scan_target(config, f)) for f in py_files] + [str(paths.stage_json)],
+            "targets": [str(paths.manifest), str(paths.build_manifest), str(paths.groups_json), str(paths.env_json)],
+            "uptodate": [config_changed(manifest_config), EnvUnchanged(paths.env_json)],
+            "verbosity": 0,
+        }
+
+    deps_config = {
+        "tool": tool,
+        "app": app,
+        "no_deps": config.no_deps,
+        "exclude": list(config.excluded),
+        "runpod_flash": config.runpod_flash_version,
+        "find_links": list(config.find_links),
+        "no_index": config.no_index,
+        "index_url": config.index_url,
+    }
+
+    def current_groups() -> dict[str, Any]:
+        return read_json(paths.groups_json, {"python_version": None, "groups": {}})
+
+    @create_after(executed="manifest")
+    def task_lock() -> Iterator[dict[str, Any]]:
+        """Resolve each resource group's requirements into a lock file."""
+        from .deps_glue import lock_inputs, lock_path
+
+        info = current_groups()
+        yield {"basename": "lock", "name": None, "doc": "Resolve each resource group's requirements into a lock file."}
+        for group, deps in sorted(info["groups"].items()):
+            inputs, requirement_files = lock_inputs(config, deps, info["python_version"])
+            yield {
+                "name": task_name(group),
+                "actions": [(lock_action, [config, group])],
+                "file_dep": requirement_files,
+                "targets": [str(lock_path(config, group))],
+                "uptodate": [config_changed({**deps_config, **inputs, "upgrade": config.upgrade and "always"})],
+                "verbosity": 0,
+            }
+
+    @create_after(executed="manifest")
+    def task_install() -> dict[str, Any]:
+        """Install the locked distributions into .flash/.build."""
+        from .deps_glue import lock_path
+
+        info = current_groups()
+        groups = sorted(info["groups"])
+        return {
+            "actions": [(install_action, [config, groups])],
+            "file_dep": [str(lock_path(config, g)) for g in groups],
+            "task_dep": ["lock"],
+            "targets": [str(paths.install_json)],
+            "uptodate": [config_changed({**deps_config, "groups": groups, "python": info["python_version"]})],
+            "verbosity": 0,
+        }
+
+    def task_handlers() -> dict[str, Any]:
+        """Generate the worker handlers and the resource-config module."""
+        return {
+            "actions": [(handlers_action, [config])],
+            "file_dep": [str(paths.manifest), str(paths.install_json)],
+            "task_dep": ["install"],
+            "targets": [str(paths.handlers_json)],
+            "uptodate": [config_changed({"tool": tool, "app": app})],
+            "verbosity": 0,
+        }
+
+    def task_archive() -> dict[str, Any]:
+        """Pack .flash/.build into the artifact (reproducible tar.gz)."""
+        return {
+            "actions": [(archive_action, [config])],
+            "file_dep": [str(paths.stage_json), str(paths.handlers_json), str(paths.build_manifest), str(paths.install_json)],
+            "task_dep": ["handlers"],
+            "targets": [str(paths.artifact)],
+            "uptodate": [
+                config_changed(
+                    {"tool": tool, "app": app, "exclude": list(config.excluded), "epoch": source_date_epoch(), "out": config.output}
+                )
+            ],
+            "verbosity": 0,
+        }
+
+    doit_config: dict[str, Any] = {
+        "dep_file": str(paths.db),
+        "backend": "sqlite3",
+        "default_tasks": ["archive"],
+        "check_file_uptodate": "md5",
+        "verbosity": 0,
+    }
+    if reporter is not None:
+        doit_config["reporter"] = reporter
+    creators: dict[str, Callable[..., Any]] = {
+        "task_files": task_files,
+        "task_stage": task_stage,
+        "task_scan": task_scan,
+        "task_manifest": task_manifest,
+        "task_lock": task_lock,
+        "task_install": task_install,
+        "task_handlers": task_handlers,
+        "task_archive": task_archive,
+    }
+    return {"DOIT_CONFIG": doit_config, **creators}
