@@ -68,7 +68,7 @@ class BuildConfig(BaseModel):
     def _supported_python(cls, value: str | None) -> str | None:
         if value is not None and value not in catalog.SUPPORTED_PYTHON_VERSIONS:
             raise UsageError(
-                f"Python {value} is not supported",
+                f"Python {value} is not supported (supported: {', '.join(catalog.SUPPORTED_PYTHON_VERSIONS)})",
                 hint="use --python-version with one of: " + ", ".join(catalog.SUPPORTED_PYTHON_VERSIONS),
             )
         return value

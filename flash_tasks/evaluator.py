@@ -67,6 +67,35 @@ class SdkCall:
 
 
 @dataclass(frozen=True)
+class Builtin:
+    """One of the few pure builtins allowed in endpoint arguments (``str``, ``len``...)."""
+
+    name: str
+
+
+def _checked_len(value: Any) -> int:
+    return len(value)
+
+
+#: Builtins that only compute on plain values.
+SAFE_BUILTINS: dict[str, Callable[..., Any]] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "len": _checked_len,
+    "min": min,
+    "max": max,
+    "abs": abs,
+    "round": round,
+    "sorted": sorted,
+    "list": list,
+    "tuple": tuple,
+    "dict": dict,
+}
+
+
+@dataclass(frozen=True)
 class ModuleRef:
     """A module used as a value: a project module, ``os`` or ``os.environ``."""
 
@@ -196,6 +225,8 @@ class Evaluator:
         if imp is not None and (before_line is None or imp["line"] < before_line):
             candidates.append((imp["line"], "import", imp))
         if not candidates:
+            if name in SAFE_BUILTINS and name not in scan["assigns"]:
+                return Builtin(name)
             if name in scan["assigns"]:
                 raise EvalError(f"{name!r} is used before it is assigned in {scan['path']}", node)
             raise EvalError(
@@ -526,6 +557,15 @@ class _Frame:
                 raise EvalError(f"{func.name} takes a name and an optional default", node)
             default = args[1] if len(args) == 2 else None
             return self.ev.read_env(args[0], default, node)
+        if isinstance(func, Builtin):
+            plain = (*_PLAIN, list, tuple, dict)
+            for arg in [*args, *kwargs.values()]:
+                if not isinstance(arg, plain):
+                    raise EvalError(f"{func.name}() works on plain values only", node)
+            try:
+                return SAFE_BUILTINS[func.name](*args, **kwargs)
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise EvalError(f"{func.name}() failed: {exc}", node) from None
         if isinstance(func, SdkObject):
             if func.name in SDK_CALLS:
                 if args:

@@ -18,7 +18,7 @@ import os
 import re
 import stat
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from pathspec import GitIgnoreSpec
@@ -137,28 +137,21 @@ def scan_app_tree(app_dir: Path) -> AppFiles:
             if name == GITIGNORE:
                 continue
             if entry.is_symlink():
-                target = os.path.realpath(entry.path)
-                if target != root_real and not target.startswith(inside_prefix):
-                    continue  # leads outside the app: never ship it
-                try:
-                    mode = os.stat(target).st_mode
-                except OSError:
-                    continue  # broken link or a link cycle
-                is_dir = stat.S_ISDIR(mode)
-                is_file = stat.S_ISREG(mode)
-                real = target
+                kind = _symlink_kind(entry.path, root_real, inside_prefix)
+                if kind is None:
+                    continue
+                is_dir, real = kind
             else:
                 is_dir = entry.is_dir(follow_symlinks=False)
-                is_file = not is_dir and entry.is_file(follow_symlinks=False)
+                if not is_dir and not entry.is_file(follow_symlinks=False):
+                    continue  # sockets, fifos, devices
                 real = dir_real + os.sep + name
-            if not (is_dir or is_file):
-                continue  # sockets, fifos, devices
             rel = prefix + name
             if _is_ignored(levels, rel, is_dir):
                 continue
-            if is_file:
+            if not is_dir:
                 files.append(rel)
-            elif real not in ancestors:
+            elif real not in ancestors:  # a link back up the tree would never end
                 stack.append((entry.path, rel + "/", real, levels, ancestors | {real}))
 
     files.sort()
@@ -180,6 +173,29 @@ def read_gitignores(app_dir: Path) -> list[str]:
     return scan_app_tree(app_dir).ignore_files
 
 
+def _symlink_kind(
+    link: str, root_real: str, inside_prefix: str
+) -> tuple[bool, str] | None:
+    """``(is_dir, resolved path)`` for a link worth following, else None.
+
+    Only links resolving inside the app count: following one that leads out
+    would ship files the user never put in the app. Broken links, cyclic links
+    and links to anything but a regular file or folder are dropped.
+    """
+    target = os.path.realpath(link)
+    if target != root_real and not target.startswith(inside_prefix):
+        return None
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        return None
+    if stat.S_ISDIR(mode):
+        return True, target
+    if stat.S_ISREG(mode):
+        return False, target
+    return None
+
+
 def _list_dir(dir_path: str, prefix: str) -> list[os.DirEntry[str]]:
     """Entries of one folder; an unreadable folder stops the build.
 
@@ -191,7 +207,11 @@ def _list_dir(dir_path: str, prefix: str) -> list[os.DirEntry[str]]:
             return list(it)
     except OSError as exc:
         rel = prefix.rstrip("/") or "."
-        reason = "permission denied" if isinstance(exc, PermissionError) else (exc.strerror or str(exc))
+        reason = (
+            "permission denied"
+            if isinstance(exc, PermissionError)
+            else (exc.strerror or str(exc))
+        )
         raise BuildError(
             f"cannot read folder '{rel}': {reason}",
             path=rel,
@@ -226,7 +246,7 @@ def _read_ignore_file(path: str, rel: str) -> tuple[_Rule, ...]:
     return _compile_ignore_text(text)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _builtin_rules() -> tuple[_Rule, ...]:
     """The built-in patterns, compiled once per process."""
     return _compile_ignore_text("\n".join(BUILTIN_IGNORES))
@@ -235,8 +255,7 @@ def _builtin_rules() -> tuple[_Rule, ...]:
 @lru_cache(maxsize=256)
 def _compile_ignore_text(text: str) -> tuple[_Rule, ...]:
     """Rules of a ``.gitignore`` body, cached by content so rebuilds in one process reuse them."""
-    if text.startswith("\ufeff"):
-        text = text[1:]  # git skips a UTF-8 byte order mark
+    text = text.removeprefix("\ufeff")  # git skips a UTF-8 byte order mark
     rules = (_compile_line(line) for line in text.split("\n"))
     return tuple(rule for rule in rules if rule is not None)
 
@@ -248,8 +267,7 @@ def _compile_line(line: str) -> _Rule | None:
     entry's type, because the directory-only regexes pathspec builds are meant
     for matching flat path lists, not for a walk that tests each entry once.
     """
-    if line.endswith("\r"):
-        line = line[:-1]
+    line = line.removesuffix("\r")
     if not line or line.startswith("#"):
         return None
     line = _trim_trailing_spaces(line)

@@ -23,11 +23,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from doit.exceptions import TaskFailed
 from doit.loader import create_after
 from doit.tools import config_changed
 
 from . import __version__
 from .config import BuildConfig, source_date_epoch
+from .errors import FlashError
 from .stage import read_json, write_json, write_text_atomic
 
 PHASES = ("files", "stage", "scan", "manifest", "lock", "install", "handlers", "archive")
@@ -54,6 +56,25 @@ def task_name(rel: str) -> str:
 
 # -- actions -------------------------------------------------------------------------
 # Plain functions so that doit (and tests) can call them with explicit inputs.
+
+#: FlashErrors raised by actions in this process, newest last (read by the runner).
+RAISED: list[FlashError] = []
+
+
+def guarded(action: Callable[..., None]) -> Callable[..., Any]:
+    """Wrap an action so a ``FlashError`` fails the task with its message, not a traceback."""
+
+    def run(*args: Any) -> Any:
+        try:
+            action(*args)
+        except FlashError as exc:
+            RAISED.append(exc)
+            return TaskFailed(exc.render())
+        return None
+
+    run.__name__ = action.__name__
+    run.__doc__ = action.__doc__
+    return run
 
 
 def write_file_list(config: BuildConfig, files: list[str], ignore_files: list[str]) -> None:
@@ -166,7 +187,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
     def task_files() -> dict[str, Any]:
         """List the files that ship (built-in ignores + .gitignore)."""
         return {
-            "actions": [(write_file_list, [config, files, tree.ignore_files])],
+            "actions": [(guarded(write_file_list), [config, files, tree.ignore_files])],
             "targets": [str(paths.files_json)],
             "uptodate": [config_changed({"files": files, "ignore": tree.ignore_files, "tool": tool, "app": app})],
             "verbosity": 0,
@@ -175,7 +196,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
     def task_stage() -> dict[str, Any]:
         """Copy changed source files into .flash/.build and fingerprint them."""
         return {
-            "actions": [(stage_action, [config, files])],
+            "actions": [(guarded(stage_action), [config, files])],
             "file_dep": [str(paths.files_json)] + [str(config.app_dir / f) for f in files],
             "targets": [str(paths.stage_json)],
             "uptodate": [config_changed({"tool": tool, "app": app})],
@@ -188,7 +209,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
         for rel in py_files:
             yield {
                 "name": task_name(rel),
-                "actions": [(scan_action, [config, rel])],
+                "actions": [(guarded(scan_action), [config, rel])],
                 "file_dep": [str(config.app_dir / rel)],
                 "targets": [str(scan_target(config, rel))],
                 "uptodate": [config_changed({"tool": tool, "app": app})],
@@ -207,7 +228,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
     def task_manifest() -> dict[str, Any]:
         """Join the scans into flash_manifest.json."""
         return {
-            "actions": [(manifest_action, [config, py_files])],
+            "actions": [(guarded(manifest_action), [config, py_files])],
             "file_dep": [str(scan_target(config, f)) for f in py_files] + [str(paths.stage_json)],
             "targets": [str(paths.manifest), str(paths.build_manifest), str(paths.groups_json), str(paths.env_json)],
             "uptodate": [config_changed(manifest_config), EnvUnchanged(paths.env_json)],
@@ -239,7 +260,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
             inputs, requirement_files = lock_inputs(config, deps, info["python_version"])
             yield {
                 "name": task_name(group),
-                "actions": [(lock_action, [config, group])],
+                "actions": [(guarded(lock_action), [config, group])],
                 "file_dep": requirement_files,
                 "targets": [str(lock_path(config, group))],
                 "uptodate": [config_changed({**deps_config, **inputs, "upgrade": config.upgrade and "always"})],
@@ -254,7 +275,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
         info = current_groups()
         groups = sorted(info["groups"])
         return {
-            "actions": [(install_action, [config, groups])],
+            "actions": [(guarded(install_action), [config, groups])],
             "file_dep": [str(lock_path(config, g)) for g in groups],
             "task_dep": ["lock"],
             "targets": [str(paths.install_json)],
@@ -265,7 +286,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
     def task_handlers() -> dict[str, Any]:
         """Generate the worker handlers and the resource-config module."""
         return {
-            "actions": [(handlers_action, [config])],
+            "actions": [(guarded(handlers_action), [config])],
             "file_dep": [str(paths.manifest), str(paths.install_json)],
             "task_dep": ["install"],
             "targets": [str(paths.handlers_json)],
@@ -276,7 +297,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
     def task_archive() -> dict[str, Any]:
         """Pack .flash/.build into the artifact (reproducible tar.gz)."""
         return {
-            "actions": [(archive_action, [config])],
+            "actions": [(guarded(archive_action), [config])],
             "file_dep": [str(paths.stage_json), str(paths.handlers_json), str(paths.build_manifest), str(paths.install_json)],
             "task_dep": ["handlers"],
             "targets": [str(paths.artifact)],
@@ -308,3 +329,26 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
         "task_archive": task_archive,
     }
     return {"DOIT_CONFIG": doit_config, **creators}
+
+
+def dodo_namespace(
+    app: str | Path,
+    *,
+    python_version: str | None = None,
+    no_deps: bool = False,
+    exclude: str = "",
+    output: str = "artifact.tar.gz",
+) -> dict[str, Any]:
+    """What a ``dodo.py`` needs to build ``app`` with plain ``doit``.
+
+    Usage in a dodo.py: ``globals().update(dodo_namespace("."))``.
+    """
+    config = BuildConfig(
+        app_dir=Path(app),
+        python_version=python_version,
+        no_deps=no_deps,
+        exclude=tuple(e for e in exclude.split(",") if e),
+        output=output,
+    )
+    config.paths.state.mkdir(parents=True, exist_ok=True)
+    return namespace(config)

@@ -633,7 +633,7 @@ class ManifestBuilder:
             return catalog.DEFAULT_PYTHON_VERSION
         if requested not in catalog.SUPPORTED_PYTHON_VERSIONS:
             raise UsageError(
-                f"Python {requested} is not supported",
+                f"Python {requested} is not supported (supported: {', '.join(catalog.SUPPORTED_PYTHON_VERSIONS)})",
                 hint="supported versions: " + ", ".join(catalog.SUPPORTED_PYTHON_VERSIONS),
             )
         return requested

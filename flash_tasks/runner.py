@@ -129,16 +129,19 @@ def run_tasks(config: BuildConfig, targets: list[str] | None = None, *, verbose_
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
 
-    from .graph import namespace
+    from .graph import RAISED, namespace
 
     started = time.perf_counter()
     log = _Log(verbose_stream)
     with build_lock(config, verbose_stream):
         config.paths.state.mkdir(parents=True, exist_ok=True)
+        RAISED.clear()
         ns = namespace(config, reporter=_make_reporter(log))
         loader = ModuleTaskLoader(ns)
         argv = ["run", *(targets or [])]
         code = DoitMain(loader, config_filenames=()).run(argv)
+    if RAISED:
+        raise RAISED[0]
     if log.failure is not None:
         # A FlashError is the user's to fix; anything else is a bug and keeps its traceback.
         raise log.failure

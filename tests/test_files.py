@@ -13,9 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flash_tasks import files as files_mod
 from flash_tasks.errors import BuildError
-from flash_tasks.files import BUILTIN_IGNORES, AppFiles, list_app_files, read_gitignores, scan_app_tree
+from flash_tasks.files import (
+    BUILTIN_IGNORES,
+    AppFiles,
+    list_app_files,
+    read_gitignores,
+    scan_app_tree,
+)
 
 
 def make_tree(root: Path, paths: list[str] | dict[str, str]) -> Path:
@@ -129,7 +134,9 @@ def test_nested_gitignore_overrides_builtins(tmp_path: Path) -> None:
 
 
 def test_negation(tmp_path: Path) -> None:
-    make_tree(tmp_path, ["a.log", "important.log", "sub/important.log", "sub/b.log", "c.py"])
+    make_tree(
+        tmp_path, ["a.log", "important.log", "sub/important.log", "sub/b.log", "c.py"]
+    )
     gitignore(tmp_path, "*.log", "!important.log")
     assert list_app_files(tmp_path) == ["c.py", "important.log", "sub/important.log"]
 
@@ -147,7 +154,10 @@ def test_directory_only_pattern(tmp_path: Path) -> None:
 
 
 def test_anchored_patterns(tmp_path: Path) -> None:
-    make_tree(tmp_path, ["config.py", "pkg/config.py", "a/b.py", "x/a/b.py", "secret", "pkg/secret"])
+    make_tree(
+        tmp_path,
+        ["config.py", "pkg/config.py", "a/b.py", "x/a/b.py", "secret", "pkg/secret"],
+    )
     gitignore(tmp_path, "/config.py", "a/b.py", "secret")
     assert list_app_files(tmp_path) == ["pkg/config.py", "x/a/b.py"]
 
@@ -155,13 +165,25 @@ def test_anchored_patterns(tmp_path: Path) -> None:
 def test_double_star(tmp_path: Path) -> None:
     make_tree(
         tmp_path,
-        ["cache/x", "a/cache/y", "a/b/cache/z", "lib/z.txt", "lib/q/r/z.txt", "lib/z.py", "gen/1", "gen/2/3", "k.py"],
+        [
+            "cache/x",
+            "a/cache/y",
+            "a/b/cache/z",
+            "lib/z.txt",
+            "lib/q/r/z.txt",
+            "lib/z.py",
+            "gen/1",
+            "gen/2/3",
+            "k.py",
+        ],
     )
     gitignore(tmp_path, "**/cache", "lib/**/z.txt", "gen/**")
     assert list_app_files(tmp_path) == ["k.py", "lib/z.py"]
 
 
-def test_double_star_content_pattern_keeps_the_folder_open_for_negation(tmp_path: Path) -> None:
+def test_double_star_content_pattern_keeps_the_folder_open_for_negation(
+    tmp_path: Path,
+) -> None:
     # "a/**" matches what is inside a/, not a/ itself, so a/keep can come back.
     make_tree(tmp_path, ["a/drop", "a/keep", "a/sub/x"])
     gitignore(tmp_path, "a/**", "!a/keep")
@@ -169,9 +191,25 @@ def test_double_star_content_pattern_keeps_the_folder_open_for_negation(tmp_path
 
 
 def test_escapes_comments_and_trailing_spaces(tmp_path: Path) -> None:
-    make_tree(tmp_path, ["#hash.txt", "!bang.txt", "trail.txt", "sp ", "sp", "plain.py"])
-    gitignore(tmp_path, "# a comment", "", "\\#hash.txt", "\\!bang.txt", "trail.txt   ", "sp\\ ")
+    make_tree(
+        tmp_path, ["#hash.txt", "!bang.txt", "trail.txt", "sp ", "sp", "plain.py"]
+    )
+    gitignore(
+        tmp_path,
+        "# a comment",
+        "",
+        "\\#hash.txt",
+        "\\!bang.txt",
+        "trail.txt   ",
+        "sp\\ ",
+    )
     assert list_app_files(tmp_path) == ["plain.py", "sp"]
+
+
+def test_trailing_spaces_after_directory_slash(tmp_path: Path) -> None:
+    make_tree(tmp_path, ["logs/x.txt", "logs2", "k.py"])
+    gitignore(tmp_path, "logs/   ", "logs2/  ")
+    assert list_app_files(tmp_path) == ["k.py", "logs2"]
 
 
 def test_crlf_and_bom_gitignore(tmp_path: Path) -> None:
@@ -187,7 +225,9 @@ def test_nested_gitignore_is_relative_to_its_folder(tmp_path: Path) -> None:
 
 
 def test_deeper_gitignore_overrides_shallower(tmp_path: Path) -> None:
-    make_tree(tmp_path, ["keep.txt", "a.txt", "sub/keep.txt", "sub/a.txt", "sub/inner/a.txt"])
+    make_tree(
+        tmp_path, ["keep.txt", "a.txt", "sub/keep.txt", "sub/a.txt", "sub/inner/a.txt"]
+    )
     gitignore(tmp_path, "*.txt")
     gitignore(tmp_path, "!keep.txt", folder="sub")
     gitignore(tmp_path, "!*.txt", folder="sub/inner")
@@ -214,7 +254,9 @@ def test_negated_folder_does_not_reinclude_its_files(tmp_path: Path) -> None:
     assert list_app_files(tmp_path) == ["b/c.py"]
 
 
-def test_pattern_matching_a_folder_name_does_not_match_a_file_below_it(tmp_path: Path) -> None:
+def test_pattern_matching_a_folder_name_does_not_match_a_file_below_it(
+    tmp_path: Path,
+) -> None:
     make_tree(tmp_path, ["b/b", "b/x"])
     gitignore(tmp_path, "b", "!b/")
     assert list_app_files(tmp_path) == ["b/x"]
@@ -241,10 +283,20 @@ def test_without_gitignore(tmp_path: Path) -> None:
 
 
 def test_unicode_and_spaces(tmp_path: Path) -> None:
-    names = ["my file.py", "dïr with space/ünïcødé.py", "日本/モジュール.py", "skip me.txt", "ñ.log"]
+    names = [
+        "my file.py",
+        "dïr with space/ünïcødé.py",
+        "日本/モジュール.py",
+        "skip me.txt",
+        "ñ.log",
+    ]
     make_tree(tmp_path, names)
     gitignore(tmp_path, "skip me.txt", "ñ.log")
-    assert list_app_files(tmp_path) == ["dïr with space/ünïcødé.py", "my file.py", "日本/モジュール.py"]
+    assert list_app_files(tmp_path) == [
+        "dïr with space/ünïcødé.py",
+        "my file.py",
+        "日本/モジュール.py",
+    ]
 
 
 def test_sorted_by_posix_string(tmp_path: Path) -> None:
@@ -257,7 +309,9 @@ def test_sorted_by_posix_string(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- symlinks
 
 
-needs_symlinks = pytest.mark.skipif(not hasattr(os, "symlink") or os.name == "nt", reason="needs POSIX symlinks")
+needs_symlinks = pytest.mark.skipif(
+    not hasattr(os, "symlink") or os.name == "nt", reason="needs POSIX symlinks"
+)
 
 
 @needs_symlinks
@@ -265,7 +319,12 @@ def test_symlink_inside_app_ships_under_the_link_path(tmp_path: Path) -> None:
     app = make_tree(tmp_path / "app", ["real/mod.py", "data.txt"])
     (app / "alias").symlink_to("real", target_is_directory=True)
     (app / "copy.txt").symlink_to("data.txt")
-    assert list_app_files(app) == ["alias/mod.py", "copy.txt", "data.txt", "real/mod.py"]
+    assert list_app_files(app) == [
+        "alias/mod.py",
+        "copy.txt",
+        "data.txt",
+        "real/mod.py",
+    ]
 
 
 @needs_symlinks
@@ -289,7 +348,9 @@ def test_symlink_leaving_the_app_is_skipped(tmp_path: Path) -> None:
 @needs_symlinks
 def test_symlink_loops_terminate(tmp_path: Path) -> None:
     app = make_tree(tmp_path / "app", ["main.py", "a/b/x.py"])
-    (app / "a" / "b" / "up").symlink_to("../..", target_is_directory=True)  # back to the app root
+    (app / "a" / "b" / "up").symlink_to(
+        "../..", target_is_directory=True
+    )  # back to the app root
     (app / "a" / "self").symlink_to(".", target_is_directory=True)
     (app / "root").symlink_to(app, target_is_directory=True)
     (app / "p").symlink_to("q")
@@ -324,7 +385,9 @@ def test_unreadable_folder_raises(tmp_path: Path) -> None:
         private.chmod(0o755)
 
 
-def test_unreadable_folder_raises_simulated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreadable_folder_raises_simulated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     make_tree(tmp_path, ["main.py", "pkg/private/key.pem"])
     real_scandir = os.scandir
     blocked = str(tmp_path / "pkg" / "private")
@@ -334,16 +397,20 @@ def test_unreadable_folder_raises_simulated(tmp_path: Path, monkeypatch: pytest.
             raise PermissionError(13, "Permission denied", path)
         return real_scandir(path)
 
-    monkeypatch.setattr(files_mod.os, "scandir", fake_scandir)
+    monkeypatch.setattr(os, "scandir", fake_scandir)
     with pytest.raises(BuildError) as info:
         list_app_files(tmp_path)
     err = info.value
     assert "pkg/private" in err.message and "permission" in err.message
     assert err.path == "pkg/private"
-    assert err.hint is not None and "permission" in err.hint and ".gitignore" in err.hint
+    assert (
+        err.hint is not None and "permission" in err.hint and ".gitignore" in err.hint
+    )
 
 
-def test_unreadable_folder_that_is_ignored_is_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreadable_folder_that_is_ignored_is_fine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     make_tree(tmp_path, ["main.py", "private/key.pem"])
     gitignore(tmp_path, "/private/")
     real_scandir = os.scandir
@@ -354,7 +421,7 @@ def test_unreadable_folder_that_is_ignored_is_fine(tmp_path: Path, monkeypatch: 
             raise PermissionError(13, "Permission denied", path)
         return real_scandir(path)
 
-    monkeypatch.setattr(files_mod.os, "scandir", fake_scandir)
+    monkeypatch.setattr(os, "scandir", fake_scandir)
     assert list_app_files(tmp_path) == ["main.py"]
 
 
@@ -375,7 +442,9 @@ def test_missing_app_folder_raises(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- performance
 
 
-def test_ignored_venv_is_never_entered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ignored_venv_is_never_entered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     make_tree(tmp_path, [f"pkg{i % 10}/mod{i}.py" for i in range(300)])
     make_tree(tmp_path, [f".venv/lib/p{i % 20}/f{i}.py" for i in range(400)])
     listed: list[str] = []
@@ -385,7 +454,7 @@ def test_ignored_venv_is_never_entered(tmp_path: Path, monkeypatch: pytest.Monke
         listed.append(os.fspath(path))
         return real_scandir(path)
 
-    monkeypatch.setattr(files_mod.os, "scandir", spy)
+    monkeypatch.setattr(os, "scandir", spy)
     start = time.perf_counter()
     shipped = list_app_files(tmp_path)
     elapsed = time.perf_counter() - start
@@ -398,9 +467,55 @@ def test_ignored_venv_is_never_entered(tmp_path: Path, monkeypatch: pytest.Monke
 
 GIT = shutil.which("git")
 
-_NAMES = ["a", "b", "c.py", "d.md", "README.md", "tests", "test_x.py", "x_test.py", "build", ".env", "e f", "ü.py", "a.b"]
-_SEGMENTS = ["a", "b", "*", "**", "?", "*.py", "*.md", "c.py", "d.md", "README.md", "tests", "te*", "[ab]", "e f", "ü.py", "*.b", "a*"]
-_RAW_LINES = ["", "# comment", "\\#a", "\\!a", "a   ", "e\\ f", "!", "/", "**/", "*/", "!*/", "!**", "!*.md"]
+_NAMES = [
+    "a",
+    "b",
+    "c.py",
+    "d.md",
+    "README.md",
+    "tests",
+    "test_x.py",
+    "x_test.py",
+    "build",
+    ".env",
+    "e f",
+    "ü.py",
+    "a.b",
+]
+_SEGMENTS = [
+    "a",
+    "b",
+    "*",
+    "**",
+    "?",
+    "*.py",
+    "*.md",
+    "c.py",
+    "d.md",
+    "README.md",
+    "tests",
+    "te*",
+    "[ab]",
+    "e f",
+    "ü.py",
+    "*.b",
+    "a*",
+]
+_RAW_LINES = [
+    "",
+    "# comment",
+    "\\#a",
+    "\\!a",
+    "a   ",
+    "e\\ f",
+    "!",
+    "/",
+    "**/",
+    "*/",
+    "!*/",
+    "!**",
+    "!*.md",
+]
 
 
 @st.composite
@@ -420,7 +535,13 @@ def _patterns(draw: st.DrawFn) -> str:
 @st.composite
 def _trees(draw: st.DrawFn) -> tuple[list[str], dict[str, list[str]]]:
     """Random files and .gitignore contents (root and up to two nested folders)."""
-    raw = draw(st.lists(st.lists(st.sampled_from(_NAMES), min_size=1, max_size=3), min_size=1, max_size=10))
+    raw = draw(
+        st.lists(
+            st.lists(st.sampled_from(_NAMES), min_size=1, max_size=3),
+            min_size=1,
+            max_size=10,
+        )
+    )
     files: list[str] = []
     dirs: set[str] = set()
     for parts in raw:
@@ -432,7 +553,9 @@ def _trees(draw: st.DrawFn) -> tuple[list[str], dict[str, list[str]]]:
         dirs.update(prefixes)
     ignores = {"": draw(st.lists(_patterns(), max_size=6))}
     if dirs:
-        for folder in draw(st.lists(st.sampled_from(sorted(dirs)), max_size=2, unique=True)):
+        for folder in draw(
+            st.lists(st.sampled_from(sorted(dirs)), max_size=2, unique=True)
+        ):
             ignores[folder] = draw(st.lists(_patterns(), min_size=1, max_size=4))
     return files, ignores
 
@@ -449,7 +572,15 @@ def _git_shipped(repo: Path) -> set[str]:
     }
     subprocess.run([GIT or "git", "init", "-q", str(repo)], check=True, env=env)
     out = subprocess.run(
-        [GIT or "git", "-c", "core.ignoreCase=false", "ls-files", "--others", "--exclude-standard", "-z"],
+        [
+            GIT or "git",
+            "-c",
+            "core.ignoreCase=false",
+            "ls-files",
+            "--others",
+            "--exclude-standard",
+            "-z",
+        ],
         cwd=repo,
         check=True,
         env=env,
@@ -467,12 +598,15 @@ def test_agrees_with_git(tree: tuple[list[str], dict[str, list[str]]]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         app = make_tree(Path(tmp) / "app", paths)
         for folder, lines in ignores.items():
-            (app / folder / ".gitignore").write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+            (app / folder / ".gitignore").write_text(
+                "".join(f"{line}\n" for line in lines), encoding="utf-8"
+            )
         repo = Path(tmp) / "repo"
         shutil.copytree(app, repo)
         # In git the built-ins are simply lines at the end of the root .gitignore.
         (repo / ".gitignore").write_text(
-            "".join(f"{line}\n" for line in [*ignores[""], *BUILTIN_IGNORES]), encoding="utf-8"
+            "".join(f"{line}\n" for line in [*ignores[""], *BUILTIN_IGNORES]),
+            encoding="utf-8",
         )
         expected = _git_shipped(repo)
         assert list_app_files(app) == sorted(expected)

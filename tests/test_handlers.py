@@ -33,9 +33,9 @@ from flash_tasks.errors import BuildError
 from flash_tasks.handlers import RESOURCE_CONFIG_PATH, render_handlers, write_generated
 
 try:
-    from tests.support.reference import require_reference
+    from tests.support import reference
 except ImportError:  # tests/ itself is on sys.path (pytest's default rootdir-less import)
-    from support.reference import require_reference
+    from support import reference  # type: ignore[no-redef]
 
 
 GENERATED_AT = "2026-01-02T03:04:05.000000Z"
@@ -110,7 +110,10 @@ APP_FILES: dict[str, str] = {
             _peak = max(_peak, _in_flight)
             await asyncio.sleep(hold)
             _in_flight -= 1
-            return {"total": sum(values), "peak": _peak}
+            result = {"total": sum(values)}
+            if hold:  # only timed calls report the process-wide peak
+                result["peak"] = _peak
+            return result
 
 
         @Endpoint(name="batch-sync", cpu="cpu3c-1-2", max_concurrency=2)
@@ -723,7 +726,7 @@ def _run_worker(python: Path, folder: Path, reference_dir: Path, resource: str) 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Boot every resource of the sample app once; tests inspect the reports."""
-    python = require_reference()
+    python = reference.require_reference()
     base = tmp_path_factory.mktemp("worker")
     manifest = sample_manifest()
 
@@ -829,7 +832,7 @@ def test_max_concurrency_makes_an_async_handler_that_runs_jobs_together(worker: 
         "async_handler": True,
         "concurrency": 3,
     }
-    assert report["direct"]["kwargs"] == {"total": 6, "peak": 1}
+    assert report["direct"]["kwargs"] == {"total": 6}
     assert report["direct"]["none"]["success"] is False  # missing "values", not a crash
     assert report["direct"]["raises"]["success"] is False
     gathered = [_output(r) for r in report["gather"]]
@@ -922,3 +925,32 @@ def test_partial_runpod_flash_folder_does_not_shadow_the_installed_package(worke
     for resource in [*QUEUE_RESOURCES, "api"]:
         loaded_from = Path(worker[resource]["runpod_flash_file"])
         assert folder not in loaded_from.parents, resource
+
+
+# ---------------------------------------------------------------------------
+# tests/support/reference.py itself
+# ---------------------------------------------------------------------------
+
+
+def test_reference_override_that_does_not_exist_is_unavailable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(reference, "_failure_reason", {})
+    missing = tmp_path / "no-python"
+    monkeypatch.setenv(reference.ENV_PYTHON, str(missing))
+    assert reference.reference_python() is None
+    assert str(missing) in reference.unavailable_reason()
+
+
+@pytest.mark.skipif(os.name == "nt", reason="uses a POSIX shell script as fake uv")
+def test_failed_venv_creation_returns_none_and_leaves_nothing_half_built(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(reference, "_failure_reason", {})
+    fake_uv = tmp_path / "uv"
+    fake_uv.write_text("#!/bin/sh\necho 'error: network unreachable'\nexit 2\n", encoding="utf-8")
+    fake_uv.chmod(0o755)
+    venv_dir = tmp_path / "cache" / "ref"
+    assert reference.ensure_reference_venv(venv_dir, uv_bin=str(fake_uv)) is None
+    assert not venv_dir.exists()
+    assert "network unreachable" in reference.unavailable_reason()

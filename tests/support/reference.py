@@ -132,9 +132,9 @@ def _run(cmd: list[str]) -> None:
         check=False,
     )
     if proc.returncode != 0:
-        tail = proc.stdout.strip().splitlines()[-5:]
+        lines = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
         raise subprocess.SubprocessError(
-            f"{' '.join(cmd[1:3])} exited with {proc.returncode}: " + " | ".join(tail)
+            f"uv {' '.join(cmd[1:3])} exited with {proc.returncode}: " + " ".join(lines[-2:])
         )
 
 

@@ -1,0 +1,217 @@
+"""End-to-end builds through the CLI: outputs, incremental reruns, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from flash_tasks import graph
+from flash_tasks.cli import main
+from flash_tasks.config import BuildConfig
+from flash_tasks.runner import BuildReport, run_tasks
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATE = REPO / ".flash-template"
+
+
+@pytest.fixture()
+def app(tmp_path: Path) -> Path:
+    """A copy of the bundled example app, without dependencies to install."""
+    target = tmp_path / "hello"
+    shutil.copytree(TEMPLATE, target, ignore=shutil.ignore_patterns(".flash"))
+    (target / "requirements.txt").write_text("# none\n")
+    embed = target / "workers" / "embed.py"
+    embed.write_text(embed.read_text().replace('    dependencies=["pyyaml>=6"],\n', ""))
+    return target
+
+
+def build(app: Path, **options: object) -> BuildReport:
+    return run_tasks(BuildConfig(app_dir=app, **options))  # type: ignore[arg-type]
+
+
+def names(tar_path: Path) -> list[str]:
+    with tarfile.open(tar_path, "r:gz") as tar:
+        return tar.getnames()
+
+
+def test_build_writes_manifest_handlers_and_artifact(app: Path) -> None:
+    report = build(app)
+    flash = app / ".flash"
+    manifest = json.loads((flash / "flash_manifest.json").read_text())
+    assert set(manifest["resources"]) == {"api", "embedder", "text-tools"}
+    assert (flash / ".build" / "flash_manifest.json").read_text() == (flash / "flash_manifest.json").read_text()
+    listed = names(flash / "artifact.tar.gz")
+    for expected in (".", "./api/routes.py", "./workers/embed.py", "./settings.py", "./handler_embedder.py",
+                     "./handler_text-tools.py", "./handler_api.py", "./flash_manifest.json", "./README.md"):
+        assert expected in listed
+    # Ignored: tests, .gitignore, the .flash folder itself.
+    assert not any(n.startswith("./tests") or n.endswith(".gitignore") or ".flash/" in n for n in listed)
+    assert report.ran and not report.skipped
+
+
+def test_noop_rebuild_runs_no_task(app: Path) -> None:
+    build(app)
+    artifact = (app / ".flash" / "artifact.tar.gz").read_bytes()
+    report = build(app)
+    assert report.ran == []
+    assert (app / ".flash" / "artifact.tar.gz").read_bytes() == artifact
+
+
+def test_editing_one_file_rescans_only_that_file(app: Path) -> None:
+    build(app)
+    text = app / "workers" / "text.py"
+    text.write_text(text.read_text() + "\n# a comment\n")
+    report = build(app)
+    assert "scan:workers/text.py" in report.ran
+    assert not [t for t in report.ran if t.startswith("scan:") and t != "scan:workers/text.py"]
+    assert not [t for t in report.ran if t.startswith(("lock", "install"))]
+    assert "archive" in report.ran
+    with tarfile.open(app / ".flash" / "artifact.tar.gz") as tar:
+        member = tar.extractfile("./workers/text.py")
+        assert member is not None and member.read().endswith(b"# a comment\n")
+
+
+def test_changing_an_endpoint_argument_changes_the_manifest(app: Path) -> None:
+    build(app)
+    text = app / "workers" / "text.py"
+    text.write_text(text.read_text().replace("workers=2", "workers=(1, 4)"))
+    build(app)
+    manifest = json.loads((app / ".flash" / "flash_manifest.json").read_text())
+    res = manifest["resources"]["text-tools"]
+    assert (res["workersMin"], res["workersMax"]) == (1, 4)
+
+
+def test_python_version_flag_reruns_what_it_affects(app: Path) -> None:
+    build(app)
+    report = build(app, python_version="3.11")
+    assert "manifest" in report.ran and "archive" in report.ran
+    assert not [t for t in report.ran if t.startswith("scan:")] and "stage" not in report.ran
+    assert json.loads((app / ".flash" / "flash_manifest.json").read_text())["python_version"] == "3.11"
+    assert build(app, python_version="3.11").ran == []
+
+
+def test_output_name_reruns_only_the_archive(app: Path) -> None:
+    build(app)
+    report = build(app, output="other.tar.gz")
+    assert report.ran == ["archive"]
+    assert (app / ".flash" / "other.tar.gz").is_file()
+
+
+def test_environment_variable_read_by_an_endpoint_is_an_input(app: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "info")
+    build(app)
+    assert build(app).ran == []
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    report = build(app)
+    assert "manifest" in report.ran
+    env = json.loads((app / ".flash" / "flash_manifest.json").read_text())["resources"]["embedder"]["env"]
+    assert env["LOG_LEVEL"] == "debug"
+
+
+def test_tool_upgrade_rebuilds_everything(app: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    build(app)
+    monkeypatch.setattr(graph, "tool_fingerprint", lambda: "a-newer-version")
+    report = build(app)
+    assert "manifest" in report.ran and "archive" in report.ran
+    assert any(t.startswith("scan:") for t in report.ran)
+
+
+def test_new_and_deleted_files_are_picked_up(app: Path) -> None:
+    build(app)
+    (app / "extra.py").write_text("VALUE = 1\n")
+    build(app)
+    assert "./extra.py" in names(app / ".flash" / "artifact.tar.gz")
+    (app / "extra.py").unlink()
+    build(app)
+    assert "./extra.py" not in names(app / ".flash" / "artifact.tar.gz")
+    assert not (app / ".flash" / ".build" / "extra.py").exists()
+
+
+def test_ignored_and_secret_files_never_ship(app: Path) -> None:
+    (app / ".env").write_text("RUNPOD_API_KEY=secret\n")
+    (app / "scratch").mkdir()
+    (app / "scratch" / "notes.py").write_text("x = 1\n")
+    (app / "debug.log").write_text("log\n")
+    build(app)
+    listed = names(app / ".flash" / "artifact.tar.gz")
+    assert "./.env" not in listed and "./scratch/notes.py" not in listed and "./debug.log" not in listed
+    assert "./.env.example" in listed
+
+
+def test_failed_build_keeps_the_previous_artifact(app: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["build", "-C", str(app), "-q"]) == 0
+    artifact = app / ".flash" / "artifact.tar.gz"
+    before = artifact.read_bytes()
+    text = app / "workers" / "text.py"
+    good = text.read_text()
+    text.write_text(good + "\ndef broken(:\n")
+    assert main(["build", "-C", str(app)]) == 1
+    err = capsys.readouterr().err
+    assert "workers/text.py:" in err and "syntax error" in err and "Traceback" not in err
+    assert artifact.read_bytes() == before
+    text.write_text(good.replace("workers=2", "workers=3"))
+    assert main(["build", "-C", str(app), "-q"]) == 0
+    manifest = json.loads((app / ".flash" / "flash_manifest.json").read_text())
+    assert manifest["resources"]["text-tools"]["workersMax"] == 3
+
+
+def test_no_endpoints_fails_with_guidance(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "main.py").write_text("print('hello')\n")
+    assert main(["build", "-C", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "no endpoints found" in err and "@Endpoint" in err
+    assert not (tmp_path / ".flash" / "artifact.tar.gz").exists()
+
+
+def test_usage_errors_exit_2(app: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["build", "-C", str(app), "--python-version", "3.9"]) == 2
+    assert "3.10, 3.11, 3.12" in capsys.readouterr().err
+    assert main(["build", "--no-such-flag"]) == 2
+    assert main(["build", "-C", str(app / "missing")]) == 2
+    assert main(["build", "-C", str(app), "-o", "../escape.tar.gz"]) == 2
+
+
+def test_python_m_entry_point_and_version(app: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "flash_tasks", "build", "-C", str(app)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "artifact.tar.gz" in result.stdout
+    version = subprocess.run([sys.executable, "-m", "flash_tasks", "--version"], capture_output=True, text=True)
+    assert version.stdout.startswith("flash-tasks ")
+
+
+def test_repository_dodo_lists_the_phases() -> None:
+    result = subprocess.run([sys.executable, "-m", "doit", "list"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    listed = {line.split()[0] for line in result.stdout.splitlines() if line.strip()}
+    assert set(graph.PHASES) <= listed
+
+
+def test_an_apps_own_dodo_runs_the_same_tasks(app: Path) -> None:
+    (app / "dodo.py").write_text("from flash_tasks.graph import dodo_namespace\nglobals().update(dodo_namespace('.'))\n")
+    (app / ".gitignore").write_text((app / ".gitignore").read_text() + "dodo.py\n")
+    result = subprocess.run([sys.executable, "-m", "doit"], cwd=app, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (app / ".flash" / "artifact.tar.gz").is_file()
+    # flash build now finds everything up to date: same tasks, same state database.
+    assert build(app).ran == []
+
+
+def test_concurrent_builds_of_one_app_do_not_corrupt(app: Path) -> None:
+    env = {**os.environ}
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "flash_tasks", "build", "-C", str(app), "-q"], env=env, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    with tarfile.open(app / ".flash" / "artifact.tar.gz") as tar:
+        assert "./handler_embedder.py" in tar.getnames()
+    assert build(app).ran == []

@@ -1,0 +1,246 @@
+"""The manifest phase: evaluation of endpoint arguments, grouping, validation."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flash_tasks.errors import BuildError, UsageError
+from flash_tasks.manifest import BuildOptions, build_manifest
+from flash_tasks.scan import scan_source
+
+HEADER = "from runpod_flash import Endpoint, GpuGroup, GpuType, CpuInstanceType, DataCenter, NetworkVolume, PodTemplate\nimport os\n"
+
+
+def manifest(files: dict[str, str], environ: dict[str, str] | None = None, python: str | None = None):
+    scans = {rel: scan_source(textwrap.dedent(text).encode(), rel) for rel, text in files.items()}
+    return build_manifest(scans, BuildOptions(project_name="app", python_version=python), environ or {})
+
+
+def resources(files: dict[str, str], **kw) -> dict:
+    return manifest(files, **kw).manifest.model_dump()["resources"]
+
+
+def test_gpu_defaults_match_the_sdk() -> None:
+    res = resources({"w.py": HEADER + "@Endpoint(name='w')\ndef f(x): return x\n"})["w"]
+    assert res["resource_type"] == "LiveServerless"
+    assert res["imageName"] == "runpod/flash:py3.12-latest"
+    assert res["gpuIds"].split(",") == sorted(res["gpuIds"].split(","), key=str.lower)
+    assert "any" not in res["gpuIds"] and "AMPERE_48" in res["gpuIds"]
+    assert (res["workersMin"], res["workersMax"], res["idleTimeout"]) == (0, 1, 60)
+    assert (res["scalerType"], res["scalerValue"], res["minCudaVersion"]) == ("QUEUE_DELAY", 4, "12.8")
+    assert res["locations"].split(",")[0] == "US-CA-2" and len(res["locations"].split(",")) == 11
+    assert res["template"]["containerDiskInGb"] == 64
+    assert res["handler_file"] == "handler_w.py"
+    assert res["functions"] == [{"name": "f", "module": "w", "is_async": True, "is_class": False}]
+    assert res["config_variable"] is None
+
+
+def test_gpu_types_add_pool_negations() -> None:
+    res = resources({"w.py": HEADER + "@Endpoint(name='w', gpu=[GpuType.NVIDIA_L4, GpuGroup.ADA_24])\ndef f(): ...\n"})["w"]
+    assert res["gpuIds"] == "ADA_24,AMPERE_24,-NVIDIA GeForce RTX 3090,-NVIDIA RTX A5000"
+
+
+def test_cpu_endpoint_sizes_disk_and_drops_gpu_fields() -> None:
+    res = resources({"w.py": HEADER + "@Endpoint(name='c', cpu=['cpu5c-4-8', CpuInstanceType.CPU3C_1_2])\ndef f(): ...\n"})["c"]
+    assert res["resource_type"] == "CpuLiveServerless"
+    assert res["instanceIds"] == ["cpu5c-4-8", "cpu3c-1-2"]
+    assert res["template"]["containerDiskInGb"] == 10
+    assert "gpuIds" not in res and "minCudaVersion" not in res and "locations" not in res
+
+
+def test_constants_from_other_modules_fstrings_and_env() -> None:
+    files = {
+        "config/settings.py": "from runpod_flash import GpuGroup\nGPU = GpuGroup.AMPERE_80\nMODEL = 'llama'\nWORKERS = (1, 2 + 1)\n",
+        "config/__init__.py": "",
+        "w.py": HEADER
+        + "from config.settings import GPU, MODEL as M, WORKERS\nimport config.settings as cs\n"
+        + "TAG = f'{M}-v{2}'\n"
+        + "@Endpoint(name=f'{M}-worker', gpu=GPU, workers=WORKERS, env={'TAG': TAG, 'KEY': os.environ.get('KEY', 'none'), 'M2': cs.MODEL})\n"
+        + "def f(): ...\n",
+    }
+    result = manifest(files, environ={"KEY": "secret-value"})
+    res = result.manifest.model_dump()["resources"]["llama-worker"]
+    assert res["gpuIds"] == "AMPERE_80"
+    assert (res["workersMin"], res["workersMax"]) == (1, 3)
+    assert res["env"] == {"TAG": "llama-v2", "KEY": "secret-value", "M2": "llama"}
+    assert result.env_used["KEY"] == "secret-value"
+
+
+def test_load_balanced_routes_and_remote_calls() -> None:
+    files = {
+        "api.py": HEADER
+        + textwrap.dedent(
+            """
+            api = Endpoint(name="api", cpu="cpu3c-2-4", workers=(1, 5))
+
+            @Endpoint(name="q")
+            def crunch(x): return x
+
+            @api.post("/go")
+            async def go(body): return crunch(body)
+
+            @api.get("/ping2")
+            def ping2(): return 1
+            """
+        )
+    }
+    m = manifest(files).manifest.model_dump()
+    api = m["resources"]["api"]
+    assert api["resource_type"] == "CpuLiveLoadBalancer"
+    assert api["scalerType"] == "REQUEST_COUNT"
+    assert api["makes_remote_calls"] is True
+    assert "handler_file" not in api
+    assert [(f["name"], f["is_async"], f["http_method"]) for f in api["functions"]] == [("go", True, "POST"), ("ping2", False, "GET")]
+    assert m["routes"] == {"api": {"POST /go": "go", "GET /ping2": "ping2"}}
+    assert m["resources"]["q"]["makes_remote_calls"] is False
+    assert m["function_registry"] == {"go": "api", "ping2": "api", "crunch": "q"}
+
+
+def test_imported_endpoint_function_belongs_to_its_own_file() -> None:
+    files = {
+        "services/embed.py": HEADER + "@Endpoint(name='embed')\nasync def embed(t): return t\n",
+        "api.py": HEADER + "from services.embed import embed\napi = Endpoint(name='api')\n@api.post('/e')\nasync def e(b): return await embed(b)\n",
+    }
+    m = manifest(files).manifest.model_dump()
+    assert m["resources"]["embed"]["file_path"] == "services/embed.py"
+    assert m["resources"]["api"]["makes_remote_calls"] is True
+
+
+def test_route_owner_imported_from_another_module() -> None:
+    files = {
+        "defs.py": HEADER + "api = Endpoint(name='api', cpu='cpu3c-1-2')\n",
+        "routes.py": "from defs import api\n@api.get('/x')\ndef x(): return 1\n",
+    }
+    res = resources(files)["api"]
+    assert res["file_path"] == "routes.py" and res["config_variable"] == "api"
+
+
+def test_client_mode_endpoint_is_listed_without_functions() -> None:
+    res = resources({"c.py": HEADER + "vllm = Endpoint(name='vllm', image='vllm/vllm:1', gpu=GpuGroup.ADA_24)\n@Endpoint(name='w')\ndef f(): ...\n"})
+    assert res["vllm"]["client_mode"] is True
+    assert res["vllm"]["functions"] == [] and res["vllm"]["imageName"] == "vllm/vllm:1"
+    assert list(res) == ["w", "vllm"]
+
+
+def test_volumes_and_template() -> None:
+    res = resources(
+        {
+            "v.py": HEADER
+            + "@Endpoint(name='v', volume=[NetworkVolume(name='a', size=50, datacenter=DataCenter.US_KS_2), NetworkVolume(name='b')],"
+            + " template=PodTemplate(containerDiskInGb=100, dockerArgs='--x'))\ndef f(): ...\n"
+        }
+    )["v"]
+    assert res["networkVolumes"] == [
+        {"name": "a", "size": 50, "dataCenterId": "US-KS-2"},
+        {"name": "b", "size": 100, "dataCenterId": "EU-RO-1"},
+    ]
+    assert res["template"] == {"containerDiskInGb": 100, "dockerArgs": "--x", "startScript": "", "advancedStart": False, "containerRegistryAuthId": ""}
+
+
+@pytest.mark.parametrize(
+    "call, message, col_hint",
+    [
+        ("Endpoint(name='w', gpu=GpuGroup.ADA_42)", "no member 'ADA_42'", "ADA_24"),
+        ("Endpoint(name='w', cpu='cpu3c-1-3')", "unknown CPU instance type", "cpu3c-1-2"),
+        ("Endpoint(name='w', datacenter='EU-RO-2')", "unknown datacenter", "EU-RO-1"),
+        ("Endpoint(name='w', gpu=GpuGroup.ADA_24, cpu='cpu3c-1-2')", "cannot both be set", None),
+        ("Endpoint(name='w', workers=(3, 1))", "cannot exceed", None),
+        ("Endpoint(name='w', idle_timeout=0)", "idle_timeout", None),
+        ("Endpoint(name='w', cpu='cpu3c-1-2', datacenter=DataCenter.US_KS_2)", "CPU endpoints are not available", "EU-RO-1"),
+        ("Endpoint(name='w', gpu=make_gpu())", "not defined", None),
+        ("Endpoint(name='w', gpus=GpuGroup.ADA_24)", "no argument 'gpus'", "gpu"),
+        ("Endpoint(name='w', env={'A': 1})", "env must be a dict of strings", None),
+    ],
+)
+def test_bad_arguments_are_located_errors(call: str, message: str, col_hint: str | None) -> None:
+    with pytest.raises(BuildError) as info:
+        manifest({"w.py": HEADER + f"@{call}\ndef f(): ...\n"})
+    err = info.value
+    assert message in err.message
+    assert err.path == "w.py" and err.line == 3 and err.col is not None
+    if col_hint:
+        assert col_hint in (err.hint or "")
+
+
+def test_error_column_points_at_the_argument() -> None:
+    with pytest.raises(BuildError) as info:
+        manifest({"w.py": HEADER + "@Endpoint(name='w', gpu=GpuGroup.NOPE)\ndef f(): ...\n"})
+    assert info.value.col == len("@Endpoint(name='w', gpu=") + 1
+
+
+def test_reserved_and_duplicate_routes() -> None:
+    base = HEADER + "api = Endpoint(name='api')\n"
+    with pytest.raises(BuildError, match="reserved"):
+        manifest({"a.py": base + "@api.get('/ping')\ndef p(): ...\n"})
+    with pytest.raises(BuildError) as info:
+        manifest({"a.py": base + "@api.get('/x')\ndef one(): ...\n@api.get('/x')\ndef two(): ...\n"})
+    assert "'one'" in info.value.message and "'two'" in info.value.message
+
+
+def test_same_endpoint_name_in_two_files_names_both() -> None:
+    with pytest.raises(BuildError) as info:
+        manifest({"a.py": HEADER + "@Endpoint(name='w')\ndef f(): ...\n", "b.py": HEADER + "@Endpoint(name='w')\ndef g(): ...\n"})
+    assert "a.py" in info.value.message and "b.py" in info.value.message
+
+
+def test_same_function_name_in_two_endpoints() -> None:
+    with pytest.raises(BuildError, match="two endpoints are named 'f'"):
+        manifest({"a.py": HEADER + "@Endpoint(name='x')\ndef f(): ...\n", "b.py": HEADER + "@Endpoint(name='y')\ndef f(): ...\n"})
+
+
+def test_no_endpoints_gives_guidance() -> None:
+    with pytest.raises(BuildError) as info:
+        manifest({"a.py": "print('hi')\n"})
+    assert "no endpoints found" in info.value.message and "@Endpoint" in (info.value.hint or "")
+
+
+def test_python_version_rules() -> None:
+    files = {"w.py": HEADER + "@Endpoint(name='w')\ndef f(): ...\n"}
+    result = manifest(files, python="3.10")
+    assert result.manifest.python_version == "3.10"
+    res = result.manifest.model_dump()["resources"]["w"]
+    assert res["target_python_version"] == "3.10" and res["imageName"] == "runpod/flash:py3.10-latest"
+    messages = " ".join(w.message for w in result.warnings)
+    assert "end of life" in messages and "+7 GB" in messages
+    assert not manifest(files, python="3.12").warnings
+    with pytest.raises(UsageError, match="3.10, 3.11, 3.12"):
+        manifest(files, python="3.9")
+
+
+def test_image_overrides_from_environment() -> None:
+    result = manifest({"w.py": HEADER + "@Endpoint(name='w')\ndef f(): ...\n"}, environ={"FLASH_IMAGE_TAG": "dev"})
+    assert result.manifest.resources["w"].imageName == "runpod/flash:py3.12-dev"
+    assert result.env_used["FLASH_IMAGE_TAG"] == "dev"
+
+
+# -- the evaluator never executes and never crashes ------------------------------------
+
+_atoms = st.sampled_from(
+    ["1", "'a'", "None", "True", "GpuGroup.ADA_24", "os.environ.get('X', 'y')", "[1, 2]", "{'k': 'v'}", "open('/tmp/x', 'w')",
+     "__import__('os').system('true')", "(lambda: 1)()", "X", "f'{1}'", "exec('1')", "GpuGroup", "PodTemplate()", "2 ** 10000", "'a' * 10**9"]
+)
+_exprs = st.recursive(
+    _atoms,
+    lambda inner: st.one_of(
+        st.tuples(inner, st.sampled_from(["+", "-", "*", "/", "%", "**", " if 1 else ", " and ", " or "]), inner).map(lambda t: f"({t[0]}{t[1]}{t[2]})"),
+        st.lists(inner, max_size=3).map(lambda xs: "[" + ", ".join(xs) + "]"),
+        inner.map(lambda x: f"{x}.value"),
+        inner.map(lambda x: f"{x}[0]"),
+        inner.map(lambda x: f"str({x})"),
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_exprs)
+def test_evaluator_never_executes_and_only_raises_build_errors(expr: str) -> None:
+    files = {"w.py": HEADER + f"X = 3\n@Endpoint(name='w', env={{'V': str({expr})}})\ndef f(): ...\n"}
+    try:
+        manifest(files)
+    except BuildError as exc:
+        assert exc.path == "w.py" and exc.line is not None
