@@ -170,6 +170,26 @@ class EnvUnchanged:
         return all(os.environ.get(name) == value for name, value in recorded.items())
 
 
+class OutputsPresent:
+    """Up to date only while the files a state record lists are still in the build folder.
+
+    Stamps stand in for big trees; this keeps a deleted or damaged ``.flash/.build``
+    from being mistaken for a finished one.
+    """
+
+    def __init__(self, record: Path, build_dir: Path, key: str) -> None:
+        self.record = record
+        self.build_dir = build_dir
+        self.key = key
+
+    def __call__(self, task: Any, values: Any) -> bool:
+        data = read_json(self.record)
+        if data is None:
+            return False
+        listed = data.get(self.key, [])
+        return all(os.path.lexists(self.build_dir / rel) for rel in listed)
+
+
 # -- the graph -----------------------------------------------------------------------
 
 
@@ -199,7 +219,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
             "actions": [(guarded(stage_action), [config, files])],
             "file_dep": [str(paths.files_json)] + [str(config.app_dir / f) for f in files],
             "targets": [str(paths.stage_json)],
-            "uptodate": [config_changed({"tool": tool, "app": app})],
+            "uptodate": [config_changed({"tool": tool, "app": app}), OutputsPresent(paths.stage_json, paths.build, "files")],
             "verbosity": 0,
         }
 
@@ -230,7 +250,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
         return {
             "actions": [(guarded(manifest_action), [config, py_files])],
             "file_dep": [str(scan_target(config, f)) for f in py_files] + [str(paths.stage_json)],
-            "targets": [str(paths.manifest), str(paths.build_manifest), str(paths.groups_json), str(paths.env_json)],
+            "targets": [str(paths.manifest), str(paths.build_manifest), str(paths.groups_json), str(paths.env_json), str(paths.warnings_json)],
             "uptodate": [config_changed(manifest_config), EnvUnchanged(paths.env_json)],
             "verbosity": 0,
         }
@@ -290,7 +310,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
             "file_dep": [str(paths.manifest), str(paths.install_json)],
             "task_dep": ["install"],
             "targets": [str(paths.handlers_json)],
-            "uptodate": [config_changed({"tool": tool, "app": app})],
+            "uptodate": [config_changed({"tool": tool, "app": app}), OutputsPresent(paths.handlers_json, paths.build, "files")],
             "verbosity": 0,
         }
 

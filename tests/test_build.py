@@ -215,3 +215,20 @@ def test_concurrent_builds_of_one_app_do_not_corrupt(app: Path) -> None:
     with tarfile.open(app / ".flash" / "artifact.tar.gz") as tar:
         assert "./handler_embedder.py" in tar.getnames()
     assert build(app).ran == []
+
+
+def test_deleted_build_folder_is_rebuilt(app: Path) -> None:
+    build(app)
+    shutil.rmtree(app / ".flash" / ".build")
+    report = build(app)
+    assert "stage" in report.ran and "handlers" in report.ran
+    # The recreated build folder is identical, so the existing artifact stays valid.
+    assert (app / ".flash" / ".build" / "workers" / "embed.py").is_file()
+    assert (app / ".flash" / ".build" / "handler_embedder.py").is_file()
+    assert "./workers/embed.py" in names(app / ".flash" / "artifact.tar.gz")
+
+
+def test_deleted_artifact_is_rebuilt_alone(app: Path) -> None:
+    build(app)
+    (app / ".flash" / "artifact.tar.gz").unlink()
+    assert build(app).ran == ["archive"]
