@@ -502,11 +502,11 @@ def test_enospc_during_assemble(
     assemble([seg.path], out)
     before = out.read_bytes()
 
-    def copy_then_fail(src: io.BufferedReader, dst: io.BufferedWriter, length: int = 0) -> None:
+    def copy_then_fail(src: io.BufferedReader, dst: io.BufferedWriter) -> int:
         dst.write(src.read(1000))
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(archive.shutil, "copyfileobj", copy_then_fail)
+    monkeypatch.setattr(archive, "_copy_all", copy_then_fail)
     with pytest.raises(BuildError, match="no space left"):
         assemble([seg.path], out)
     assert out.read_bytes() == before
