@@ -54,6 +54,9 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--exclude", default="", metavar="A,B", help="comma-separated packages to leave out (torch, torchvision, torchaudio, triton always are)")
     build.add_argument("--python-version", default=None, metavar="X.Y", help="worker Python: 3.10, 3.11 or 3.12 (default: 3.12)")
     build.add_argument("--upgrade", action="store_true", help="resolve dependencies again instead of reusing the locks")
+    build.add_argument("--index-url", default=None, metavar="URL", help="package index to resolve from (default: PyPI)")
+    build.add_argument("--find-links", action="append", default=[], metavar="DIR|URL", help="extra folder or page of wheels (repeatable)")
+    build.add_argument("--no-index", action="store_true", help="use only --find-links locations, no index")
     build.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     build.add_argument("-v", "--verbose", action="store_true", help="show each task run or skipped, and tracebacks")
     return parser
@@ -88,6 +91,9 @@ def cmd_build(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         exclude=tuple(args.exclude.split(",")) if args.exclude else (),
         python_version=args.python_version,
         upgrade=args.upgrade,
+        index_url=args.index_url,
+        find_links=tuple(args.find_links),
+        no_index=args.no_index,
     )
     report = run_tasks(config, verbose_stream=err if args.verbose else None)
     if not args.quiet:

@@ -1,4 +1,9 @@
-"""Glue between the task graph and dependency resolution (provisional)."""
+"""The dependency phases as task actions: ``lock:<group>`` and ``install``.
+
+The task graph creates these after the manifest (the groups come from it):
+each group's lock depends on the app's requirement files and on a digest of
+its requirements and target; ``install`` depends on the group locks.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +14,76 @@ from .config import BuildConfig
 from .stage import read_json, write_json
 
 
+def settings_for(config: BuildConfig, python_version: str | None) -> Any:
+    """The dependency settings a build request implies."""
+    from .deps import DepsSettings, IndexSettings
+
+    return DepsSettings(
+        python_version=python_version or "3.12",
+        exclude=config.exclude,
+        no_deps=config.no_deps,
+        index=IndexSettings(index_url=config.index_url, find_links=config.find_links, no_index=config.no_index),
+    )
+
+
+def layout(config: BuildConfig) -> Any:
+    from .deps import LockLayout
+
+    return LockLayout(root=config.paths.locks)
+
+
 def lock_path(config: BuildConfig, group: str) -> Path:
-    return config.paths.locks / f"{group}.txt"
+    return layout(config).group(group)  # type: ignore[no-any-return]
 
 
-def lock_inputs(config: BuildConfig, deps: list[dict[str, str]], python_version: str | None) -> tuple[dict[str, Any], list[str]]:
-    files = [str(config.app_dir / name) for name in ("requirements.txt", "pyproject.toml") if (config.app_dir / name).is_file()]
-    return {"deps": [d["requirement"] for d in deps], "python": python_version}, files
+class LockPlan:
+    """Each group's requirements, the files they came from, and the settings."""
+
+    def __init__(self, config: BuildConfig) -> None:
+        from .deps import collect_app_requirements, plan_groups
+
+        info = read_json(config.paths.groups_json, {"python_version": None, "groups": {}})
+        self.python_version: str | None = info["python_version"]
+        self.settings = settings_for(config, self.python_version)
+        app = collect_app_requirements(config.app_dir)
+        endpoints = {group: [(d["requirement"], d["origin"]) for d in deps] for group, deps in info["groups"].items()}
+        self.groups = {spec.name: spec for spec in plan_groups(app, endpoints)} if endpoints else {}
+        self.files = [str(Path(f)) for f in app.files]
+        self.warnings = list(app.warnings)
+
+    def digest(self, group: str) -> str:
+        from .deps import lock_inputs_digest
+
+        return lock_inputs_digest(self.groups[group], self.settings)
 
 
 def lock_group_action(config: BuildConfig, group: str) -> None:
-    info = read_json(config.paths.groups_json, {"groups": {}})
-    deps = [d["requirement"] for d in info["groups"].get(group, [])]
-    path = lock_path(config, group)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(deps) + "\n")
+    from .deps import lock_group
+
+    plan = LockPlan(config)
+    result = lock_group(plan.groups[group], plan.settings, lock_path(config, group), upgrade=config.upgrade)
+    excluded = read_json(config.paths.state / "excluded.json", {}) or {}
+    excluded[group] = [e.model_dump(mode="json") for e in result.excluded]
+    write_json(config.paths.state / "excluded.json", excluded)
 
 
 def install_action(config: BuildConfig, groups: list[str]) -> None:
-    write_json(config.paths.install_json, {"distributions": {}})
+    from .deps import bundle_runpod_flash, combine_locks, install
+
+    plan = LockPlan(config)
+    lay = layout(config)
+    specs = [plan.groups[g] for g in sorted(plan.groups)]
+    combine_locks(specs, plan.settings, {g: lay.group(g) for g in plan.groups}, lay.combined)
+    config.paths.build.mkdir(parents=True, exist_ok=True)
+    result = install(lay.combined, config.paths.build, plan.settings, state_path=config.paths.install_json)
+    bundle_runpod_flash(config.paths.build, plan.settings, version=config.runpod_flash_version)
+    write_json(
+        config.paths.state / "install-report.json",
+        {
+            "added": list(result.added),
+            "removed": list(result.removed),
+            "unchanged": list(result.unchanged),
+            "excluded_needed": [e.model_dump(mode="json") for e in result.excluded_needed],
+            "warnings": plan.warnings,
+        },
+    )

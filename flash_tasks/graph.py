@@ -142,6 +142,10 @@ def install_action(config: BuildConfig, groups: list[str]) -> None:
     run_install(config, groups)
 
 
+def raise_error(error: FlashError) -> None:
+    raise error
+
+
 def handlers_action(config: BuildConfig) -> None:
     from .handlers import render_handlers, write_generated
     from .stage import remove_file
@@ -195,6 +199,23 @@ class OutputsPresent:
             return False
         listed = data.get(self.key, [])
         return all(os.path.lexists(self.build_dir / rel) for rel in listed)
+
+
+class InstallPresent:
+    """Up to date only while every installed distribution's top-level entries exist."""
+
+    def __init__(self, record: Path, build_dir: Path) -> None:
+        self.record = record
+        self.build_dir = build_dir
+
+    def __call__(self, task: Any, values: Any) -> bool:
+        data = read_json(self.record)
+        if data is None:
+            return False
+        for dist in data.get("distributions", {}).values():
+            if not all(os.path.lexists(self.build_dir / top) for top in dist.get("top_level", ())):
+                return False
+        return os.path.isdir(self.build_dir / "runpod_flash")
 
 
 # -- the graph -----------------------------------------------------------------------
@@ -276,21 +297,28 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
     def current_groups() -> dict[str, Any]:
         return read_json(paths.groups_json, {"python_version": None, "groups": {}})
 
+    def failing(error: FlashError) -> dict[str, Any]:
+        return {"name": "requirements", "actions": [(guarded(raise_error), [error])], "verbosity": 0}
+
     @create_after(executed="manifest")
     def task_lock() -> Iterator[dict[str, Any]]:
         """Resolve each resource group's requirements into a lock file."""
-        from .deps_glue import lock_inputs, lock_path
+        from .deps_glue import LockPlan, lock_path
 
-        info = current_groups()
         yield {"basename": "lock", "name": None, "doc": "Resolve each resource group's requirements into a lock file."}
-        for group, deps in sorted(info["groups"].items()):
-            inputs, requirement_files = lock_inputs(config, deps, info["python_version"])
+        try:
+            plan = LockPlan(config)
+        except FlashError as exc:
+            yield failing(exc)
+            return
+        for group in sorted(plan.groups):
             yield {
                 "name": task_name(group),
                 "actions": [(guarded(lock_action), [config, group])],
-                "file_dep": requirement_files,
+                "file_dep": plan.files,
                 "targets": [str(lock_path(config, group))],
-                "uptodate": [config_changed({**deps_config, **inputs, "upgrade": config.upgrade and "always"})],
+                # --upgrade forces a new resolution; otherwise the inputs' digest decides.
+                "uptodate": [config_changed({**deps_config, "digest": plan.digest(group)})] + ([False] if config.upgrade else []),
                 "verbosity": 0,
             }
 
@@ -306,7 +334,10 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
             "file_dep": [str(lock_path(config, g)) for g in groups],
             "task_dep": ["lock"],
             "targets": [str(paths.install_json)],
-            "uptodate": [config_changed({**deps_config, "groups": groups, "python": info["python_version"]})],
+            "uptodate": [
+                config_changed({**deps_config, "groups": groups, "python": info["python_version"]}),
+                InstallPresent(paths.install_json, paths.build),
+            ],
             "verbosity": 0,
         }
 
@@ -365,10 +396,12 @@ def dodo_namespace(
     no_deps: bool = False,
     exclude: str = "",
     output: str = "artifact.tar.gz",
+    **options: Any,
 ) -> dict[str, Any]:
     """What a ``dodo.py`` needs to build ``app`` with plain ``doit``.
 
-    Usage in a dodo.py: ``globals().update(dodo_namespace("."))``.
+    Usage in a dodo.py: ``globals().update(dodo_namespace("."))``. Other
+    ``BuildConfig`` fields (``find_links``, ``index_url``...) pass through.
     """
     config = BuildConfig(
         app_dir=Path(app),
@@ -376,6 +409,7 @@ def dodo_namespace(
         no_deps=no_deps,
         exclude=tuple(e for e in exclude.split(",") if e),
         output=output,
+        **options,
     )
     config.paths.state.mkdir(parents=True, exist_ok=True)
     return namespace(config)

@@ -21,6 +21,15 @@ REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / ".flash-template"
 
 
+@pytest.fixture(autouse=True)
+def _local_index(local_index: Path) -> None:
+    global INDEX
+    INDEX = {"find_links": (str(local_index),), "no_index": True}
+
+
+INDEX: dict[str, object] = {}
+
+
 @pytest.fixture()
 def app(tmp_path: Path) -> Path:
     """A copy of the bundled example app, without dependencies to install."""
@@ -33,7 +42,11 @@ def app(tmp_path: Path) -> Path:
 
 
 def build(app: Path, **options: object) -> BuildReport:
-    return run_tasks(BuildConfig(app_dir=app, **options))  # type: ignore[arg-type]
+    return run_tasks(BuildConfig(app_dir=app, **{**INDEX, **options}))  # type: ignore[arg-type]
+
+
+def index_flags() -> list[str]:
+    return ["--no-index", "--find-links", str(INDEX["find_links"][0])]  # type: ignore[index]
 
 
 def names(tar_path: Path) -> list[str]:
@@ -146,25 +159,25 @@ def test_ignored_and_secret_files_never_ship(app: Path) -> None:
 
 
 def test_failed_build_keeps_the_previous_artifact(app: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["build", "-C", str(app), "-q"]) == 0
+    assert main(["build", "-C", str(app), "-q", *index_flags()]) == 0
     artifact = app / ".flash" / "artifact.tar.gz"
     before = artifact.read_bytes()
     text = app / "workers" / "text.py"
     good = text.read_text()
     text.write_text(good + "\ndef broken(:\n")
-    assert main(["build", "-C", str(app)]) == 1
+    assert main(["build", "-C", str(app), *index_flags()]) == 1
     err = capsys.readouterr().err
     assert "workers/text.py:" in err and "syntax error" in err and "Traceback" not in err
     assert artifact.read_bytes() == before
     text.write_text(good.replace("workers=2", "workers=3"))
-    assert main(["build", "-C", str(app), "-q"]) == 0
+    assert main(["build", "-C", str(app), "-q", *index_flags()]) == 0
     manifest = json.loads((app / ".flash" / "flash_manifest.json").read_text())
     assert manifest["resources"]["text-tools"]["workersMax"] == 3
 
 
 def test_no_endpoints_fails_with_guidance(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "main.py").write_text("print('hello')\n")
-    assert main(["build", "-C", str(tmp_path)]) == 1
+    assert main(["build", "-C", str(tmp_path), *index_flags()]) == 1
     err = capsys.readouterr().err
     assert "no endpoints found" in err and "@Endpoint" in err
     assert not (tmp_path / ".flash" / "artifact.tar.gz").exists()
@@ -179,7 +192,7 @@ def test_usage_errors_exit_2(app: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_python_m_entry_point_and_version(app: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "flash_tasks", "build", "-C", str(app)], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "flash_tasks", "build", "-C", str(app), *index_flags()], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "artifact.tar.gz" in result.stdout
     version = subprocess.run([sys.executable, "-m", "flash_tasks", "--version"], capture_output=True, text=True)
@@ -194,7 +207,10 @@ def test_repository_dodo_lists_the_phases() -> None:
 
 
 def test_an_apps_own_dodo_runs_the_same_tasks(app: Path) -> None:
-    (app / "dodo.py").write_text("from flash_tasks.graph import dodo_namespace\nglobals().update(dodo_namespace('.'))\n")
+    (app / "dodo.py").write_text(
+        "from flash_tasks.graph import dodo_namespace\n"
+        f"globals().update(dodo_namespace('.', find_links=({str(INDEX['find_links'][0])!r},), no_index=True))\n"
+    )
     (app / ".gitignore").write_text((app / ".gitignore").read_text() + "dodo.py\n")
     result = subprocess.run([sys.executable, "-m", "doit"], cwd=app, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -206,7 +222,7 @@ def test_an_apps_own_dodo_runs_the_same_tasks(app: Path) -> None:
 def test_concurrent_builds_of_one_app_do_not_corrupt(app: Path) -> None:
     env = {**os.environ}
     procs = [
-        subprocess.Popen([sys.executable, "-m", "flash_tasks", "build", "-C", str(app), "-q"], env=env, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen([sys.executable, "-m", "flash_tasks", "build", "-C", str(app), "-q", *index_flags()], env=env, stderr=subprocess.PIPE, text=True)
         for _ in range(3)
     ]
     for proc in procs:
@@ -232,3 +248,98 @@ def test_deleted_artifact_is_rebuilt_alone(app: Path) -> None:
     build(app)
     (app / ".flash" / "artifact.tar.gz").unlink()
     assert build(app).ran == ["archive"]
+
+
+# -- dependencies, end to end (hermetic: the local index only) ------------------------------
+
+
+def add_dependencies(app: Path, requirements: str, endpoint_deps: list[str]) -> None:
+    (app / "requirements.txt").write_text(requirements)
+    embed = app / "workers" / "embed.py"
+    embed.write_text(embed.read_text().replace("    idle_timeout=120,\n", f"    idle_timeout=120,\n    dependencies={endpoint_deps!r},\n"))
+
+
+def test_dependencies_are_installed_and_the_sdk_bundled(app: Path) -> None:
+    add_dependencies(app, "tinydep==1.0\nrunpod-flash\n", ["middep"])
+    build(app)
+    listed = set(names(app / ".flash" / "artifact.tar.gz"))
+    for expected in ("./tinydep/__init__.py", "./middep/__init__.py", "./leafdep/__init__.py", "./runpod_flash/__init__.py",
+                     "./runpod_flash/runtime/_flash_resource_config.py", "./tinydep-1.0.dist-info/METADATA"):
+        assert expected in listed
+    # The SDK's own package ships, never its dependencies or its dist-info.
+    assert not any(n.startswith(("./httpx", "./pydantic", "./runpod_flash-")) for n in listed)
+
+
+def test_excluded_packages_are_never_installed(app: Path) -> None:
+    add_dependencies(app, "", ["usestorch"])
+    build(app)
+    listed = set(names(app / ".flash" / "artifact.tar.gz"))
+    assert "./usestorch/__init__.py" in listed and "./leafdep/__init__.py" in listed
+    assert not any(n.startswith(("./torch", "./nvidia")) for n in listed)
+    cache = Path(os.environ["UV_CACHE_DIR"])
+    assert not list(cache.rglob("torch-2.9.0*")) and not list(cache.rglob("nvidia_fake*"))
+
+
+def test_no_deps_installs_only_direct_requirements(app: Path) -> None:
+    add_dependencies(app, "", ["middep"])
+    build(app, no_deps=True)
+    listed = set(names(app / ".flash" / "artifact.tar.gz"))
+    assert "./middep/__init__.py" in listed and "./leafdep/__init__.py" not in listed
+
+
+def test_wheels_match_the_target_python(app: Path) -> None:
+    add_dependencies(app, "nativedep\n", [])
+    build(app, python_version="3.11")
+    assert b"NATIVE = 311" in (app / ".flash" / ".build" / "nativedep" / "__init__.py").read_bytes()
+    build(app)
+    assert b"NATIVE = 312" in (app / ".flash" / ".build" / "nativedep" / "__init__.py").read_bytes()
+
+
+def test_adding_a_dependency_installs_and_compresses_only_it(app: Path) -> None:
+    add_dependencies(app, "tinydep==1.0\n", [])
+    build(app)
+    segments = app / ".flash" / ".state" / "segments"
+    before = {p.name: p.stat().st_mtime_ns for p in segments.glob("*.gz")}
+    (app / "requirements.txt").write_text("tinydep==1.0\nleafdep\n")
+    report = build(app)
+    assert not [t for t in report.ran if t.startswith("scan:")]
+    after = {p.name: p.stat().st_mtime_ns for p in segments.glob("*.gz")}
+    new = set(after) - set(before)
+    assert len(new) == 1 and next(iter(new)).startswith("leafdep-1.0-")
+    assert all(after[name] == before[name] for name in before if name in after)
+    installed = json.loads((app / ".flash" / ".state" / "install-report.json").read_text())
+    assert installed["added"] == ["leafdep"]
+
+
+def test_editing_a_source_file_reuses_dependency_segments(app: Path) -> None:
+    add_dependencies(app, "tinydep==1.0\nleafdep\n", [])
+    build(app)
+    segments = app / ".flash" / ".state" / "segments"
+    before = {p.name: p.stat().st_mtime_ns for p in segments.glob("*.gz")}
+    text = app / "workers" / "text.py"
+    text.write_text(text.read_text() + "\n# edit\n")
+    report = build(app)
+    assert "install" not in report.ran and not [t for t in report.ran if t.startswith("lock")]
+    assert {p.name: p.stat().st_mtime_ns for p in segments.glob("*.gz")} == before
+    with tarfile.open(app / ".flash" / "artifact.tar.gz") as tar:
+        assert tar.extractfile("./workers/text.py").read().endswith(b"# edit\n")  # type: ignore[union-attr]
+        assert "./tinydep/__init__.py" in tar.getnames()
+
+
+def test_bad_requirement_line_is_located(app: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (app / "requirements.txt").write_text("tinydep\nthis is not a requirement!!\n")
+    assert main(["build", "-C", str(app), *index_flags()]) == 1
+    assert "requirements.txt:2" in capsys.readouterr().err
+
+
+def test_missing_package_is_a_dependency_error(app: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (app / "requirements.txt").write_text("no-such-package-anywhere\n")
+    assert main(["build", "-C", str(app), *index_flags()]) == 3
+    assert "no-such-package-anywhere" in capsys.readouterr().err
+
+
+def test_sdk_dependency_line_does_not_pull_its_tree(app: Path) -> None:
+    add_dependencies(app, "runpod-flash>=1.0\n", [])
+    build(app)
+    listed = set(names(app / ".flash" / "artifact.tar.gz"))
+    assert not any(n.startswith(("./httpx", "./pydantic")) for n in listed)
