@@ -250,6 +250,16 @@ class ManifestBuilder:
         return {"path": obj.path, "line": expr["line"], "col": expr["col"]}
 
     def qb(self, obj: EndpointObject, record: dict[str, Any], scan: dict[str, Any]) -> Discovered:
+        for key in ("image", "id"):
+            if self.value(obj, key) is not None:
+                raise BuildError(
+                    f"Endpoint({key}=...) is a client for another service and cannot be used as a decorator",
+                    path=scan["path"],
+                    line=record["decorator_line"],
+                    col=record["decorator_col"],
+                    hint=f"drop {key}= to run this {'class' if record['is_class'] else 'function'} on Runpod, "
+                    "or call the service with await ep.run(...) / ep.post(path, data)",
+                )
         name = self.value(obj, "name")
         if name is None:
             name = record["target"]
