@@ -22,8 +22,21 @@ from . import catalog
 from .errors import BuildError
 
 SDK_PACKAGE = "runpod_flash"
+#: The SDK's resource classes, for the older ``@remote(resource_config)`` form.
+RESOURCE_CLASSES = frozenset(
+    {
+        "LiveServerless",
+        "CpuLiveServerless",
+        "LiveLoadBalancer",
+        "CpuLiveLoadBalancer",
+        "ServerlessEndpoint",
+        "CpuServerlessEndpoint",
+        "LoadBalancerSlsResource",
+        "CpuLoadBalancerSlsResource",
+    }
+)
 #: SDK calls the evaluator builds a description of instead of running.
-SDK_CALLS = frozenset({"NetworkVolume", "PodTemplate"})
+SDK_CALLS = frozenset({"NetworkVolume", "PodTemplate"}) | RESOURCE_CLASSES
 MAX_STR = 1_000_000
 MAX_ITEMS = 100_000
 MAX_POW_EXPONENT = 128

@@ -88,6 +88,51 @@ class EndpointObject:
     evaluated: bool = False
     routes: list[dict[str, Any]] = field(default_factory=list)
     decorated: list[dict[str, Any]] = field(default_factory=list)
+    #: Set for the older ``@remote(LiveServerless(...))`` form: the resource class used.
+    legacy: LegacyResource | None = None
+
+
+@dataclass
+class LegacyResource:
+    """A resource class instance (``LiveServerless(...)``) given to ``@remote``."""
+
+    cls: str
+    is_lb: bool
+    is_cpu: bool
+    is_live: bool
+    #: Fields with no Endpoint equivalent: python_version, templateId, locations, gpuIds.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+#: (load balanced, cpu, live) per resource class.
+LEGACY_CLASSES: dict[str, tuple[bool, bool, bool]] = {
+    "LiveServerless": (False, False, True),
+    "CpuLiveServerless": (False, True, True),
+    "LiveLoadBalancer": (True, False, True),
+    "CpuLiveLoadBalancer": (True, True, True),
+    "ServerlessEndpoint": (False, False, False),
+    "CpuServerlessEndpoint": (False, True, False),
+    "LoadBalancerSlsResource": (True, False, False),
+    "CpuLoadBalancerSlsResource": (True, True, False),
+}
+#: Resource-class fields and the Endpoint argument that means the same.
+LEGACY_FIELDS: dict[str, str] = {
+    "name": "name",
+    "gpus": "gpu",
+    "instanceIds": "cpu",
+    "idleTimeout": "idle_timeout",
+    "env": "env",
+    "imageName": "image",
+    "scalerType": "scaler_type",
+    "scalerValue": "scaler_value",
+    "minCudaVersion": "min_cuda_version",
+    "datacenter": "datacenter",
+    "template": "template",
+    "flashboot": "flashboot",
+    "gpuCount": "gpu_count",
+    "executionTimeoutMs": "execution_timeout_ms",
+}
+LEGACY_EXTRA = frozenset({"python_version", "templateId", "locations", "gpuIds", "workersMin", "workersMax", "networkVolume", "networkVolumes", "cudaVersions", "type", "flashEnvironmentId", "workersPFBTarget", "id"})
 
 
 @dataclass
@@ -166,6 +211,9 @@ class ManifestBuilder:
             if scan["is_package"]:
                 continue  # the SDK's own build does not look for endpoints in __init__.py
             for record in scan["endpoints"]:
+                if record["kind"] == "remote":
+                    found.append(self.remote(record, scan))
+                    continue
                 if "call" in record["endpoint"]:
                     obj = EndpointObject(scan["module"], relpath, record["endpoint"]["call"], None)
                     obj.decorated.append(record)
@@ -310,6 +358,93 @@ class ManifestBuilder:
         )
         return found
 
+    def remote(self, record: dict[str, Any], scan: dict[str, Any]) -> Discovered:
+        """``@remote(resource_config, dependencies=[...], method=..., path=...)``."""
+        call = record["remote"]
+        where = {"path": scan["path"], "line": call["line"], "col": call["col"]}
+        expr = call["args"][0] if call["args"] else call["kwargs"].get("resource_config")
+        if expr is None or call["star"]:
+            raise BuildError("@remote needs a resource config as its first argument", **where,
+                             hint="e.g. @remote(LiveServerless(name='worker')), or better @Endpoint(name='worker')")
+        var = expr["src"] if expr["src"].isidentifier() else None
+        key = (scan["module"], f"remote:{var}") if var else None
+        obj = self.objects.get(key) if key else None
+        if obj is None:
+            value = self.ev.evaluate(scan["module"], expr)
+            if not isinstance(value, SdkCall) or value.name not in LEGACY_CLASSES:
+                raise BuildError(
+                    "the resource config given to @remote is not one of the SDK's resource classes",
+                    path=scan["path"], line=expr["line"], col=expr["col"],
+                    hint="use one of: " + ", ".join(LEGACY_CLASSES) + "; or migrate to @Endpoint(name=..., ...)",
+                )
+            obj = self.legacy_object(value, scan, var)
+            if key:
+                self.objects[key] = obj
+        kwargs = call["kwargs"]
+        unknown = set(kwargs) - {"resource_config", "dependencies", "system_dependencies", "accelerate_downloads", "method", "path", "local"}
+        if unknown:
+            raise BuildError(f"@remote has no argument {sorted(unknown)[0]!r}", **where)
+        if "dependencies" in kwargs:
+            obj.values["dependencies"] = (self.ev.evaluate(scan["module"], kwargs["dependencies"]), kwargs["dependencies"])
+        method = self.ev.evaluate(scan["module"], kwargs["method"]) if "method" in kwargs else None
+        route_path = self.ev.evaluate(scan["module"], kwargs["path"]) if "path" in kwargs else None
+        assert obj.legacy is not None
+        name = self.resource_name(obj, self.value(obj, "name"))
+        if obj.legacy.is_lb:
+            if not method or not route_path:
+                raise BuildError(f"{obj.legacy.cls} needs method= and path= on @remote", **where,
+                                 hint='e.g. @remote(config, method="POST", path="/process")')
+            if method not in catalog.HTTP_METHODS:
+                raise BuildError(f"method must be one of {', '.join(catalog.HTTP_METHODS)}, got {method!r}", **where)
+            if not isinstance(route_path, str) or not route_path.startswith("/"):
+                raise BuildError(f"path must start with '/', got {route_path!r}", **where)
+            if route_path in catalog.RESERVED_PATHS:
+                raise BuildError(f"route path {route_path!r} is reserved by the worker runtime", **where,
+                                 hint="reserved paths: " + ", ".join(catalog.RESERVED_PATHS))
+            return Discovered(name, obj, record, scan["module"], scan["path"], True, method, route_path)
+        if method or route_path:
+            self.warnings.append(Warning_(f"method/path on @remote are ignored for {obj.legacy.cls} (queue-based)", scan["path"], call["line"]))
+        return Discovered(name, obj, record, scan["module"], scan["path"], False)
+
+    def legacy_object(self, value: SdkCall, scan: dict[str, Any], var: str | None) -> EndpointObject:
+        """Express a resource class's fields as Endpoint arguments where they mean the same."""
+        is_lb, is_cpu, is_live = LEGACY_CLASSES[value.name]
+        loc = {"line": value.line, "col": value.col, "src": value.name}
+        where = {"path": value.path, "line": value.line, "col": value.col}
+        values: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for key, item in value.kwargs.items():
+            if key in LEGACY_FIELDS:
+                values[LEGACY_FIELDS[key]] = (item, loc)
+            elif key in LEGACY_EXTRA:
+                extra[key] = item
+            else:
+                raise BuildError(f"{value.name} has no field {key!r}", **where,
+                                 hint=did_you_mean(key, sorted(set(LEGACY_FIELDS) | LEGACY_EXTRA)))
+        if "name" not in values:
+            raise BuildError(f"{value.name} needs a name", **where)
+        if "workersMin" in extra or "workersMax" in extra:
+            values["workers"] = ((extra.pop("workersMin", catalog.DEFAULT_WORKERS_MIN), extra.pop("workersMax", catalog.DEFAULT_WORKERS_MAX)), loc)
+        volumes = [v for v in (extra.pop("networkVolumes", None) or []) if v is not None]
+        single = extra.pop("networkVolume", None)
+        if single is not None and single not in volumes:
+            volumes.append(single)
+        if volumes:
+            values["volume"] = (volumes, loc)
+        if is_cpu and "cpu" not in values:
+            values["cpu"] = (["cpu3g-2-8"], loc)
+        python_version = extra.get("python_version")
+        if python_version is not None and python_version not in catalog.SUPPORTED_PYTHON_VERSIONS:
+            raise BuildError(
+                f"python_version {python_version!r} is not supported (supported: {', '.join(catalog.SUPPORTED_PYTHON_VERSIONS)})",
+                **where,
+            )
+        obj = EndpointObject(scan["module"], scan["path"], {"line": value.line, "col": value.col, "args": [], "kwargs": {}, "star": False}, var)
+        obj.values = values
+        obj.evaluated = True
+        obj.legacy = LegacyResource(value.name, is_lb, is_cpu, is_live, extra)
+        return obj
+
     def resource_name(self, obj: EndpointObject, name: Any) -> str:
         if not isinstance(name, str) or not name:
             raise BuildError(f"Endpoint name must be a non-empty string, got {name!r}", **self.where(obj, "name"))
@@ -348,13 +483,33 @@ class ManifestBuilder:
             else:
                 out["max_concurrency"] = max_concurrency
 
+        legacy = obj.legacy
+        extra = legacy.extra if legacy else {}
         image = v("image")
         if image is not None and not isinstance(image, str):
             raise err("image", f"image must be a string, got {image!r}")
-        out["imageName"] = image or self.default_image(catalog.IMAGE_KINDS[(is_lb, is_cpu)], python_version)
+        if legacy is not None and not legacy.is_live:
+            # Deployable classes take no default image: they need one of these.
+            if not image and not extra.get("templateId") and v("template") is None:
+                raise err(
+                    "image",
+                    f"{legacy.cls} needs imageName, template or templateId",
+                    "set imageName='org/image:tag'; the Live* classes and @Endpoint use the Flash worker image by default",
+                )
+            if image:
+                out["imageName"] = image
+        else:
+            out["imageName"] = image or self.default_image(catalog.IMAGE_KINDS[(is_lb, is_cpu)], python_version)
+        if extra.get("python_version"):
+            out["python_version"] = extra["python_version"]
+        if extra.get("templateId"):
+            out["templateId"] = extra["templateId"]
 
         if is_cpu:
             out["instanceIds"] = self.cpu_instances(obj, cpu)
+        elif extra.get("gpuIds") and gpu is None:
+            tokens = {t.strip() for t in str(extra["gpuIds"]).split(",") if t.strip()}
+            out["gpuIds"] = ",".join(sorted(tokens, key=lambda t: (t.startswith("-"), t.lstrip("-").lower())))
         else:
             out["gpuIds"] = self.gpu_ids(obj, gpu)
 
@@ -380,11 +535,14 @@ class ManifestBuilder:
             raise err("scaler_value", f"scaler_value must be an integer, got {scaler_value!r}")
         out["scalerValue"] = scaler_value
 
-        datacenters = self.datacenters(obj, v("datacenter"), is_cpu)
+        # Endpoint defaults GPU workers to every datacenter; resource classes default to none.
+        datacenters = self.datacenters(obj, v("datacenter"), is_cpu or legacy is not None)
         locations = self.environ.get("RUNPOD_DEFAULT_LOCATIONS")
         self.ev.env_used["RUNPOD_DEFAULT_LOCATIONS"] = locations
         default_dc = self.environ.get("RUNPOD_DEFAULT_DATACENTER")
         self.ev.env_used["RUNPOD_DEFAULT_DATACENTER"] = default_dc
+        if not locations and extra.get("locations"):
+            locations = extra["locations"]
         if not locations:
             if default_dc:
                 locations = default_dc
@@ -418,7 +576,8 @@ class ManifestBuilder:
         if volumes:
             out["networkVolumes"] = volumes
 
-        out["template"] = self.template(obj, v("template"), out.get("instanceIds"))
+        if not (extra.get("templateId") and v("template") is None):
+            out["template"] = self.template(obj, v("template"), out.get("instanceIds"))
 
         deps = v("dependencies")
         if deps is None:
@@ -538,9 +697,10 @@ class ManifestBuilder:
             hint=did_you_mean(str(item).upper().replace("_", "-"), valid),
         )
 
-    def datacenters(self, obj: EndpointObject, datacenter: Any, is_cpu: bool) -> list[str]:
+    def datacenters(self, obj: EndpointObject, datacenter: Any, no_default: bool) -> list[str]:
+        is_cpu = self.value(obj, "cpu") is not None
         if not datacenter:
-            if is_cpu or self.value(obj, "id") is not None:
+            if no_default or self.value(obj, "id") is not None:
                 return []
             return list(catalog.DATACENTERS.values())
         items = datacenter if isinstance(datacenter, (list, tuple)) else [datacenter]
@@ -650,9 +810,36 @@ class ManifestBuilder:
 
     # -- assembly ------------------------------------------------------------------------
 
+    def reconcile_python(self, found: list[Discovered]) -> str:
+        """One Python for the whole artifact: the flag, else what resources declare, else 3.12."""
+        requested = self.python_version() if self.options.python_version else None
+        declared: dict[str, tuple[str, Discovered]] = {}
+        for d in found:
+            legacy = d.endpoint.legacy
+            if legacy is not None and legacy.extra.get("python_version"):
+                declared.setdefault(d.resource, (legacy.extra["python_version"], d))
+        if requested:
+            overridden = sorted(f"{name} ({version})" for name, (version, _) in declared.items() if version != requested)
+            if overridden:
+                self.warnings.append(Warning_(f"--python-version {requested} overrides the python_version of: {', '.join(overridden)}"))
+            return requested
+        versions = sorted({version for version, _ in declared.values()})
+        if len(versions) > 1:
+            items = sorted(declared.items())
+            a_name, (a_ver, a) = items[0]
+            b_name, (b_ver, b) = next((n, vd) for n, vd in items if vd[0] != a_ver)
+            raise BuildError(
+                f"resources declare different Python versions: {a_name!r} wants {a_ver} ({a.path}:{a.record['line']}) "
+                f"and {b_name!r} wants {b_ver} ({b.path}:{b.record['line']}); one artifact serves every resource",
+                path=b.path,
+                line=b.record["line"],
+                hint="set the same python_version on every resource, or choose one with --python-version",
+            )
+        return versions[0] if versions else catalog.DEFAULT_PYTHON_VERSION
+
     def build(self) -> ManifestResult:
-        python_version = self.python_version()
         found = self.discover()
+        python_version = self.reconcile_python(found)
         client_vars = self.client_endpoints()
         if not found and not client_vars:
             raise BuildError("no endpoints found", hint=NO_ENDPOINTS_HINT)
@@ -742,14 +929,15 @@ class ManifestBuilder:
                 registry[fn_name] = name
                 registry_where[fn_name] = d
             makes_remote_calls = any(set(d.record["calls"]) & all_names for d in members)
+            legacy = first.endpoint.legacy
             resources[name] = ResourceEntry(
-                resource_type=catalog.RESOURCE_TYPES[(is_lb, "instanceIds" in config)],
+                resource_type=legacy.cls if legacy else catalog.RESOURCE_TYPES[(is_lb, "instanceIds" in config)],
                 file_path=first.path,
                 local_path_prefix="/" + first.path[: -len(".py")],
                 module_path=first.module,
                 functions=functions,
                 is_load_balanced=is_lb,
-                is_live_resource=True,
+                is_live_resource=legacy.is_live if legacy else True,
                 config_variable=first.endpoint.var,
                 makes_remote_calls=makes_remote_calls,
                 handler_file=None if is_lb else f"handler_{name}.py",

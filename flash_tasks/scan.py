@@ -235,10 +235,14 @@ class _Scanner:
                 }
             dotted = self.dotted(func)
             if dotted is not None and self.qualify(dotted) in (f"{SDK_PACKAGE}.remote", f"{SDK_PACKAGE}.client.remote"):
-                self.unsupported.append(
-                    {"what": "@remote", "line": deco.lineno, "col": deco.col_offset + 1}
-                )
+                # The SDK's older form: @remote(resource_config, dependencies=[...], method=, path=)
+                return {"kind": "remote", "remote": self.call_record(deco), "endpoint": {"remote": True}}
             return None
+        if isinstance(deco, (ast.Name, ast.Attribute)) and (self.dotted(deco) or "").endswith("remote"):
+            dotted = self.dotted(deco) or ""
+            if self.qualify(dotted) in (f"{SDK_PACKAGE}.remote", f"{SDK_PACKAGE}.client.remote"):
+                self.unsupported.append({"what": "@remote without a resource config", "line": deco.lineno, "col": deco.col_offset + 1})
+                return None
         if isinstance(deco, ast.Name):
             if self.is_endpoint_class(deco):
                 self.unsupported.append(

@@ -244,3 +244,72 @@ def test_evaluator_never_executes_and_only_raises_build_errors(expr: str) -> Non
         manifest(files)
     except BuildError as exc:
         assert exc.path == "w.py" and exc.line is not None
+
+
+# -- the SDK's older form: @remote(resource_config) ------------------------------------------
+
+LEGACY = "from runpod_flash import remote, LiveServerless, CpuLiveServerless, LiveLoadBalancer, ServerlessEndpoint, GpuGroup\n"
+
+
+def test_remote_with_resource_classes() -> None:
+    files = {
+        "a.py": LEGACY
+        + textwrap.dedent(
+            """
+            gpu_cfg = LiveServerless(name="g", gpus=[GpuGroup.ADA_24], workersMax=3, python_version="3.11")
+            lb_cfg = LiveLoadBalancer(name="lb")
+            plain = ServerlessEndpoint(name="plain", imageName="me/img:1", gpus=[GpuGroup.AMPERE_80])
+
+            @remote(gpu_cfg, dependencies=["numpy"])
+            def g(x): return x
+
+            @remote(resource_config=lb_cfg, method="POST", path="/p")
+            async def lbf(x): return x
+
+            @remote(plain)
+            def p(x): return x
+
+            @remote(CpuLiveServerless(name="c"))
+            class K:
+                def m(self): ...
+            """
+        )
+    }
+    result = manifest(files)
+    m = result.manifest.model_dump()
+    assert m["python_version"] == "3.11"
+    g = m["resources"]["g"]
+    assert (g["resource_type"], g["config_variable"], g["python_version"], g["gpuIds"], g["workersMax"]) == ("LiveServerless", "gpu_cfg", "3.11", "ADA_24", 3)
+    assert "locations" not in g  # resource classes have no default datacenters
+    assert result.groups["g"][0]["requirement"] == "numpy"
+    lb = m["resources"]["lb"]
+    assert lb["is_load_balanced"] and lb["scalerType"] == "REQUEST_COUNT" and m["routes"]["lb"] == {"POST /p": "lbf"}
+    plain = m["resources"]["plain"]
+    assert (plain["resource_type"], plain["is_live_resource"], plain["imageName"]) == ("ServerlessEndpoint", False, "me/img:1")
+    c = m["resources"]["c"]
+    assert c["instanceIds"] == ["cpu3g-2-8"] and c["template"]["containerDiskInGb"] == 20
+    assert c["functions"][0]["is_async"] is False
+
+
+def test_conflicting_declared_python_versions_name_both() -> None:
+    files = {
+        "a.py": LEGACY + "@remote(LiveServerless(name='one', python_version='3.10'))\ndef f(): ...\n",
+        "b.py": LEGACY + "@remote(LiveServerless(name='two', python_version='3.11'))\ndef g(): ...\n",
+    }
+    with pytest.raises(BuildError) as info:
+        manifest(files)
+    message = info.value.message
+    assert "'one'" in message and "3.10" in message and "'two'" in message and "3.11" in message
+    result = manifest(files, python="3.12")
+    assert result.manifest.python_version == "3.12"
+    assert any("overrides" in w.message and "one (3.10)" in w.message for w in result.warnings)
+
+
+def test_deployable_class_needs_an_image() -> None:
+    with pytest.raises(BuildError, match="needs imageName"):
+        manifest({"a.py": LEGACY + "@remote(ServerlessEndpoint(name='x'))\ndef f(): ...\n"})
+
+
+def test_remote_on_lb_class_needs_method_and_path() -> None:
+    with pytest.raises(BuildError, match="method= and path="):
+        manifest({"a.py": LEGACY + "@remote(LiveLoadBalancer(name='x'))\ndef f(): ...\n"})

@@ -43,7 +43,7 @@ except ImportError:  # tests/ itself is on sys.path (pytest's default rootdir-le
 pytestmark = pytest.mark.reference
 
 APPS = Path(__file__).parent / "apps"
-BASIC_APPS = ("queue_basic", "cpu_and_classes", "load_balanced", "nested_packages", "volumes_and_flags")
+BASIC_APPS = ("queue_basic", "cpu_and_classes", "load_balanced", "nested_packages", "volumes_and_flags", "legacy_remote")
 #: Manifest fields that legitimately differ between any two builds.
 VOLATILE_FIELDS = ("generated_at", "source_fingerprint")
 #: Artifact members left out of the comparison (the bundled SDK is another work item).

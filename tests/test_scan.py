@@ -142,6 +142,10 @@ def test_scan_never_runs_code(tmp_path) -> None:
     assert not marker.exists()
 
 
-def test_legacy_remote_is_reported() -> None:
-    result = scan("from runpod_flash import remote\n@remote(resource_config=None)\ndef f(): ...\n")
-    assert result["unsupported"][0]["what"] == "@remote"
+def test_legacy_remote_is_recorded() -> None:
+    result = scan("from runpod_flash import remote\n@remote(resource_config=cfg, dependencies=['x'])\ndef f(): ...\n")
+    record = result["endpoints"][0]
+    assert record["kind"] == "remote" and record["target"] == "f"
+    assert set(record["remote"]["kwargs"]) == {"resource_config", "dependencies"}
+    bare = scan("from runpod_flash import remote\n@remote\ndef f(): ...\n")
+    assert bare["unsupported"][0]["what"].startswith("@remote")
