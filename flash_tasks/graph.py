@@ -34,6 +34,9 @@ from .errors import FlashError
 from .stage import read_json, write_json, write_text_atomic
 
 PHASES = ("files", "stage", "scan", "manifest", "lock", "install", "handlers", "archive")
+#: Parts of the package that never change what a build produces: the CLI's commands and
+#: output, and the starter app `flash init` copies. Editing them must not rebuild every app.
+NOT_BUILD_INPUTS = frozenset({"commands", "templates"})
 
 
 def tool_fingerprint() -> str:
@@ -45,6 +48,8 @@ def tool_fingerprint() -> str:
     package = Path(__file__).parent
     digest = hashlib.sha256(__version__.encode())
     for path in sorted(package.rglob("*.py")):
+        if path.relative_to(package).parts[0] in NOT_BUILD_INPUTS:
+            continue
         digest.update(path.relative_to(package).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

@@ -4,6 +4,10 @@ Used by ``flash build`` and ``python -m flash_tasks``. It takes the app's build
 lock (two builds of one app never interleave), runs doit in-process with a
 reporter that records each task as run, skipped or failed, and turns a task's
 ``FlashError`` back into an exception for the CLI.
+
+A ``BuildListener`` (the CLI's live output) hears about each task as doit
+starts and finishes it. With ``explain=True`` each event also says why the task
+ran (see ``flash_tasks.commands.explain``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from .config import BuildConfig
 from .errors import BuildError, FlashError
@@ -26,6 +30,16 @@ class TaskEvent:
     name: str
     status: str  # "run", "skipped", "failed"
     seconds: float = 0.0
+    #: Why the task ran or was skipped (filled in when explaining).
+    reasons: list[str] = field(default_factory=list)
+
+
+class BuildListener(Protocol):
+    """Hears about tasks as doit runs them (the CLI's live output)."""
+
+    def task_started(self, name: str) -> None: ...
+
+    def task_done(self, event: TaskEvent) -> None: ...
 
 
 @dataclass
@@ -42,12 +56,30 @@ class BuildReport:
 
 
 class _Log:
-    def __init__(self, stream: IO[str] | None) -> None:
+    def __init__(self, stream: IO[str] | None, listener: BuildListener | None = None, explainer: Any = None) -> None:
         self.events: list[TaskEvent] = []
         self.failure: BaseException | None = None
         self.failure_text: str | None = None
         self.stream = stream
+        self.listener = listener
+        self.explainer = explainer
         self.started: dict[str, float] = {}
+        self.reasons: dict[str, list[str]] = {}
+        self.tasks: dict[str, Any] = {}
+        #: Each task's ``config_changed`` values as of its last successful run.
+        self.configs: dict[str, dict[str, Any]] = {}
+
+    def record_config(self, task: Any) -> None:
+        from doit.tools import config_changed
+
+        values = [utd.config for utd, _, _ in task.uptodate if isinstance(utd, config_changed) and isinstance(utd.config, dict)]
+        if values:
+            self.configs[task.name] = values[0] if len(values) == 1 else {str(i): v for i, v in enumerate(values)}
+
+    def emit(self, event: TaskEvent) -> None:
+        self.events.append(event)
+        if self.listener is not None:
+            self.listener.task_done(event)
 
 
 def _make_reporter(log: _Log) -> type:
@@ -58,19 +90,26 @@ def _make_reporter(log: _Log) -> type:
             pass
 
         def initialize(self, tasks: Any, selected_tasks: Any) -> None:
-            pass
+            log.tasks = tasks
 
         def get_status(self, task: Any) -> None:
             pass
 
         def execute_task(self, task: Any) -> None:
             log.started[task.name] = time.perf_counter()
-            if log.stream is not None and task.actions:
+            if not task.actions:
+                return
+            if log.explainer is not None:
+                log.reasons[task.name] = log.explainer.why_run(task, log.tasks)
+            if log.stream is not None:
                 log.stream.write(f"  run   {task.name}\n")
                 log.stream.flush()
+            if log.listener is not None:
+                log.listener.task_started(task.name)
 
         def add_failure(self, task: Any, fail: Any) -> None:
-            log.events.append(TaskEvent(task.name, "failed"))
+            took = time.perf_counter() - log.started.get(task.name, time.perf_counter())
+            log.emit(TaskEvent(task.name, "failed", took, log.reasons.get(task.name, [])))
             exc = getattr(fail, "exception", None)
             if log.failure is None:
                 log.failure = exc if exc is not None else None
@@ -79,16 +118,18 @@ def _make_reporter(log: _Log) -> type:
         def add_success(self, task: Any) -> None:
             if task.actions:
                 took = time.perf_counter() - log.started.get(task.name, time.perf_counter())
-                log.events.append(TaskEvent(task.name, "run", took))
+                log.record_config(task)
+                log.emit(TaskEvent(task.name, "run", took, log.reasons.get(task.name, [])))
 
         def skip_uptodate(self, task: Any) -> None:
             if task.actions:
-                log.events.append(TaskEvent(task.name, "skipped"))
+                reasons = log.explainer.why_skipped(task) if log.explainer is not None else []
+                log.emit(TaskEvent(task.name, "skipped", 0.0, reasons))
                 if log.stream is not None:
                     log.stream.write(f"  skip  {task.name} (up to date)\n")
 
         def skip_ignore(self, task: Any) -> None:
-            log.events.append(TaskEvent(task.name, "skipped"))
+            log.emit(TaskEvent(task.name, "skipped", 0.0, ["ignored (doit ignore)"] if log.explainer is not None else []))
 
         def cleanup_error(self, exception: BaseException) -> None:
             pass
@@ -124,22 +165,69 @@ def build_lock(config: BuildConfig, stream: IO[str] | None) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def run_tasks(config: BuildConfig, targets: list[str] | None = None, *, verbose_stream: IO[str] | None = None) -> BuildReport:
-    """Build ``config``'s app; raises ``FlashError`` on a problem the user can fix."""
+def task_configs_path(config: BuildConfig) -> Path:
+    """Where each task's configuration at its last run is kept (for ``--explain``)."""
+    return config.paths.state / "task-configs.json"
+
+
+def _save_task_configs(config: BuildConfig, configs: dict[str, dict[str, Any]], known: Any) -> None:
+    """Remember the configuration each task ran with, so ``--explain`` can name what changed.
+
+    doit keeps only a digest of a ``config_changed`` value; this small file keeps
+    the values. Written only when a task ran, so a no-op build writes nothing.
+    """
+    if not configs:
+        return
+    from .stage import write_json
+
+    path = task_configs_path(config)
+    recorded = read_json(path, {}) or {}
+    merged = {name: value for name, value in {**recorded, **configs}.items() if not known or name in known}
+    if merged != recorded:
+        write_json(path, merged)
+
+
+def run_tasks(
+    config: BuildConfig,
+    targets: list[str] | None = None,
+    *,
+    verbose_stream: IO[str] | None = None,
+    listener: BuildListener | None = None,
+    explain: bool = False,
+    wait_stream: IO[str] | None = None,
+) -> BuildReport:
+    """Build ``config``'s app; raises ``FlashError`` on a problem the user can fix.
+
+    ``listener`` hears each task start and finish; ``explain`` fills each
+    event's ``reasons`` (why it ran, or that it was up to date); a message goes
+    to ``wait_stream`` (default: ``verbose_stream``) while another build of the
+    app holds the lock.
+    """
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
 
     from .graph import RAISED, namespace
 
     started = time.perf_counter()
-    log = _Log(verbose_stream)
-    with build_lock(config, verbose_stream):
+    explainer = None
+    if explain:
+        from .commands.explain import Explainer
+
+        explainer = Explainer(config)
+    log = _Log(verbose_stream, listener, explainer)
+    with build_lock(config, wait_stream if wait_stream is not None else verbose_stream):
         config.paths.state.mkdir(parents=True, exist_ok=True)
         RAISED.clear()
         ns = namespace(config, reporter=_make_reporter(log))
         loader = ModuleTaskLoader(ns)
         argv = ["run", *(targets or [])]
-        code = DoitMain(loader, config_filenames=()).run(argv)
+        try:
+            code = DoitMain(loader, config_filenames=()).run(argv)
+        finally:
+            try:
+                _save_task_configs(config, log.configs, log.tasks)
+            except FlashError:  # only --explain's wording suffers; never hide the build's own outcome
+                pass
     if RAISED:
         raise RAISED[0]
     if log.failure is not None:

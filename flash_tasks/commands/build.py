@@ -1,0 +1,381 @@
+"""``flash build``: run the graph, show it as it runs, summarise what was built.
+
+Human output (stdout): one line per phase as it finishes, cargo-style, with
+counts read from the phase's own state files, then a table of the resources
+and the artifact. ``-v`` adds a line per task (ran/skipped and why);
+``--explain`` adds a "why" section; ``--json`` prints only a ``BuildResult``
+or an ``ErrorResult`` (see ``results``). Errors and warnings go to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from ..config import BuildConfig
+from ..errors import FlashError
+from ..runner import BuildReport, TaskEvent, run_tasks
+from ..stage import read_json
+from .output import Console, format_seconds, format_size, plural
+
+EXIT_INTERRUPTED = 130
+
+#: Display phases, in graph order; files, stage and scan:<file> show as one "discover" line.
+PHASES = ("discover", "manifest", "lock", "install", "handlers", "archive")
+_PHASE_OF = {"files": "discover", "stage": "discover", "scan": "discover"}
+VERBS = {
+    "discover": "Discovered",
+    "manifest": "Manifest",
+    "lock": "Locked",
+    "install": "Installed",
+    "handlers": "Generated",
+    "archive": "Archived",
+}
+RUNNING = {
+    "discover": "Discovering",
+    "manifest": "Writing the manifest",
+    "lock": "Resolving dependencies",
+    "install": "Installing dependencies",
+    "handlers": "Generating handlers",
+    "archive": "Archiving",
+}
+VERB_WIDTH = 12  # cargo-style: verbs right-aligned in 12 columns
+
+
+def phase_of(task_name: str) -> str:
+    base = task_name.split(":", 1)[0]
+    return _PHASE_OF.get(base, base if base in VERBS else "archive")
+
+
+@dataclass
+class BuildOptions:
+    json: bool = False
+    quiet: bool = False
+    verbose: bool = False
+    explain: bool = False
+    color: str = "auto"
+
+
+def show_path(path: Path) -> str:
+    """``path`` relative to the current folder when inside it, else as it is."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def uv_draws_progress() -> bool:
+    """uv shows its own progress bars on a terminal (see ``deps._show_progress``)."""
+    ci = os.environ.get("CI", "").strip().lower()
+    try:
+        tty = sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return tty and ci in ("", "0", "false")
+
+
+# -- phase summaries, read from each phase's state files ----------------------------------------
+
+
+class PhaseFacts:
+    """What each phase produced, for its one-line summary."""
+
+    def __init__(self, config: BuildConfig) -> None:
+        self.config = config
+        self.paths = config.paths
+
+    def describe(self, phase: str, events: list[TaskEvent]) -> str:
+        return str(getattr(self, "_" + phase)(events))
+
+    def _discover(self, events: list[TaskEvent]) -> str:
+        files = (read_json(self.paths.files_json, {}) or {}).get("files", [])
+        modules = sum(f.endswith(".py") for f in files)
+        rescanned = sum(e.name.startswith("scan:") and e.status == "run" for e in events)
+        text = f"{plural(len(files), 'file')}, {plural(modules, 'Python module')}"
+        if 0 < rescanned < modules:
+            text += f" ({rescanned} rescanned)"
+        return text
+
+    def _manifest(self, events: list[TaskEvent]) -> str:
+        manifest = read_json(self.paths.manifest, {}) or {}
+        resources = manifest.get("resources") or {}
+        functions = sum(len(r.get("functions", [])) for r in resources.values())
+        routes = sum(len(r) for r in (manifest.get("routes") or {}).values())
+        text = f"Python {manifest.get('python_version', '?')}: {plural(len(resources), 'endpoint')}, {plural(functions, 'function')}"
+        if routes:
+            text += f", {plural(routes, 'route')}"
+        warnings = read_json(self.paths.warnings_json, []) or []
+        if warnings:
+            text += f" ({plural(len(warnings), 'warning')})"
+        return text
+
+    def _lock(self, events: list[TaskEvent]) -> str:
+        from ..deps_glue import lock_path
+        from .state import locked_packages
+
+        groups = sorted((read_json(self.paths.groups_json, {}) or {}).get("groups", {}))
+        packages = {p for g in groups for p in locked_packages(lock_path(self.config, g))}
+        resolved = sum(e.status == "run" for e in events)
+        text = f"{plural(len(groups), 'group')}: {plural(len(packages), 'package')}"
+        if 0 < resolved < len(groups):
+            text += f" ({resolved} resolved again)"
+        return text
+
+    def _install(self, events: list[TaskEvent]) -> str:
+        from .state import excluded
+
+        installed = (read_json(self.paths.install_json, {}) or {}).get("distributions", {}) or {}
+        size = sum(int(d.get("size", 0)) for d in installed.values())
+        text = plural(len(installed), "package")
+        if installed:
+            text += f", {format_size(size)}"
+        if any(e.status == "run" for e in events):
+            report = read_json(self.paths.state / "install-report.json", {}) or {}
+            text += f" (+{len(report.get('added', []))} -{len(report.get('removed', []))})"
+        left_out = [e for e in excluded(self.config) if e.reason != "sdk"]
+        if left_out:
+            parts = [e.name + (f" (needed by {', '.join(e.required_by[:2])})" if e.required_by else "") for e in left_out]
+            text += "; left out: " + ", ".join(parts)
+        return text
+
+    def _handlers(self, events: list[TaskEvent]) -> str:
+        files = (read_json(self.paths.handlers_json, {}) or {}).get("files", [])
+        handlers = [f for f in files if "/" not in f and f.startswith("handler_")]
+        return plural(len(handlers), "handler")
+
+    def _archive(self, events: list[TaskEvent]) -> str:
+        artifact = self.paths.artifact
+        size = artifact.stat().st_size if artifact.exists() else 0
+        return f"{show_path(artifact)}, {format_size(size)}"
+
+
+# -- the live view ---------------------------------------------------------------------------------
+
+
+_STATUS = {"run": ("ran", ("green",)), "skipped": ("skip", ("dim",)), "failed": ("failed", ("red", "bold"))}
+
+
+class PhaseView:
+    """A ``BuildListener`` that prints a line per phase (and per task with ``-v``)."""
+
+    def __init__(self, config: BuildConfig, console: Console, *, phases: bool = True, verbose: bool = False) -> None:
+        self.config = config
+        self.console = console
+        self.phases = phases
+        self.verbose = verbose
+        self.facts = PhaseFacts(config)
+        self.events: list[TaskEvent] = []
+        self.by_phase: dict[str, list[TaskEvent]] = {p: [] for p in PHASES}
+        self.current = -1
+        self.uv_progress = uv_draws_progress()
+
+    # BuildListener
+    def task_started(self, name: str) -> None:
+        phase = phase_of(name)
+        self._advance(phase)
+        if phase in ("lock", "install") and self.uv_progress:
+            self.console.pause_spinner()  # uv draws its own progress bars
+        else:
+            label = RUNNING[phase] + (f" ({name.split(':', 1)[1]})" if ":" in name else "")
+            self.console.start_spinner(label)
+
+    def task_done(self, event: TaskEvent) -> None:
+        phase = phase_of(event.name)
+        self._advance(phase)
+        self.events.append(event)
+        self.by_phase[phase].append(event)
+        if self.verbose:
+            self.console.line(self.task_line(event))
+
+    def task_line(self, event: TaskEvent) -> str:
+        """``-v``: ``ran    scan:app.py  3.1ms  app.py changed`` or ``skip   files``."""
+        c = self.console
+        word, styles = _STATUS[event.status]
+        took = f"  {c.dim(format_seconds(event.seconds))}" if event.status != "skipped" else ""
+        why = f"  {c.dim('; '.join(event.reasons))}" if event.reasons and event.status != "skipped" else ""
+        return f"{'':>{VERB_WIDTH}} {c.style(word.ljust(6), *styles)} {event.name}{took}{why}"
+
+    def _advance(self, phase: str) -> None:
+        index = PHASES.index(phase)
+        while self.current < index:
+            if self.current >= 0:
+                self._flush(PHASES[self.current])
+            self.current += 1
+
+    def _flush(self, phase: str) -> None:
+        events = self.by_phase[phase]
+        if not events or not self.phases:
+            return
+        ran = [e for e in events if e.status == "run"]
+        c = self.console
+        verb = VERBS[phase].rjust(VERB_WIDTH)
+        text = self.facts.describe(phase, events)
+        if ran:
+            tail = c.dim(f" in {format_seconds(sum(e.seconds for e in ran))}")
+            head = c.style(verb, "green", "bold")
+        else:
+            tail = c.dim(" (up to date)")
+            head = c.style(verb, "bold")
+        c.line(f"{head} {text}{tail}")
+
+    def finish(self) -> None:
+        """The build succeeded: print the phases not printed yet."""
+        self.console.stop_spinner()
+        while self.current < len(PHASES):
+            if self.current >= 0:
+                self._flush(PHASES[self.current])
+            self.current += 1
+
+    def abort(self) -> None:
+        """The build failed or was interrupted: the failing phase gets no summary line."""
+        self.console.stop_spinner()
+
+    # summaries
+    def timings(self, total: float) -> dict[str, float]:
+        result = {p: round(sum(e.seconds for e in self.by_phase[p]), 6) for p in PHASES if self.by_phase[p]}
+        result["total"] = round(total, 6)
+        return result
+
+    def task_results(self) -> list[Any]:
+        from .results import TaskResult
+
+        return [TaskResult(name=e.name, status=e.status, seconds=round(e.seconds, 6), reasons=e.reasons) for e in self.events]  # type: ignore[arg-type]
+
+
+# -- summary ----------------------------------------------------------------------------------------
+
+
+def _serves(resource: Any) -> str:
+    if resource.routes:
+        parts = [f"{r.method} {r.path}" for r in resource.routes]
+    else:
+        parts = [f"{f.name} ({', '.join(f.methods)})" if f.methods else f.name for f in resource.functions]
+    text = ", ".join(parts)
+    return text if len(text) <= 72 else text[:69] + "..."
+
+
+def print_summary(config: BuildConfig, report: BuildReport, console: Console) -> None:
+    from .state import resources as read_resources
+
+    manifest = read_json(config.paths.manifest, {}) or {}
+    resources = read_resources(manifest)
+    artifact = config.paths.artifact
+    size = artifact.stat().st_size if artifact.exists() else 0
+    if resources:
+        console.line()
+        rows = [
+            [console.style(r.name, "cyan"), r.type, r.python_version, _serves(r)]
+            for r in resources
+        ]
+        console.table(["resource", "type", "python", "functions / routes"], rows)
+        console.line()
+    where = console.bold(show_path(artifact))
+    took = format_seconds(report.seconds)
+    if report.ran:
+        console.line(
+            f"{console.style('Built', 'green', 'bold')} {where} ({format_size(size)}) in {took}: "
+            f"{plural(len(report.ran), 'task')} run, {len(report.skipped)} up to date"
+        )
+    else:
+        console.line(f"{console.style('Up to date', 'green', 'bold')}: {where} ({format_size(size)}), nothing to do ({took})")
+
+
+#: Task names' first part, in graph order (``graph.PHASES``).
+TASK_ORDER = ("files", "stage", "scan", "manifest", "lock", "install", "handlers", "archive")
+
+
+def _task_rank(base: str) -> int:
+    return TASK_ORDER.index(base) if base in TASK_ORDER else len(TASK_ORDER)
+
+
+def print_explain(events: list[TaskEvent], console: Console) -> None:
+    """Why each task ran, in graph order; the tasks of one kind that were skipped share a line."""
+    by_base: dict[str, list[TaskEvent]] = {}
+    for event in events:
+        by_base.setdefault(event.name.split(":", 1)[0], []).append(event)
+    rows: list[list[str]] = []
+    for base in sorted(by_base, key=lambda b: (_task_rank(b), b)):
+        group = by_base[base]
+        for event in sorted((e for e in group if e.status != "skipped"), key=lambda e: e.name):
+            word = console.style("ran", "green") if event.status == "run" else console.style("failed", "red")
+            rows.append([event.name, f"{word}: {'; '.join(event.reasons) or 'out of date'}"])
+        skipped = [e for e in group if e.status == "skipped"]
+        if len(skipped) == 1:
+            rows.append([skipped[0].name, console.dim("; ".join(skipped[0].reasons) or "up to date")])
+        elif skipped:
+            label = f"{base} ({len(skipped)} {'others' if len(skipped) < len(group) else 'tasks'})"
+            rows.append([label, console.dim("up to date: their inputs and settings are unchanged")])
+    console.line()
+    console.line(console.bold("Why each task ran or was skipped:"))
+    for line in _two_columns(rows):
+        console.line(line)
+
+
+def _two_columns(rows: list[list[str]]) -> list[str]:
+    from .output import strip_ansi
+
+    width = min(max((len(strip_ansi(r[0])) for r in rows), default=0), 40)
+    return [f"  {r[0]}{' ' * max(width - len(strip_ansi(r[0])), 0)}  {r[1]}" for r in rows]
+
+
+def print_warnings(config: BuildConfig, report: BuildReport, err: Console) -> None:
+    from .state import warnings
+
+    for text in warnings(config, list(report.warnings)):
+        if text.startswith("warning:") or ": warning:" in text:
+            err.line(text)
+        else:
+            err.line(f"{err.style('warning:', 'yellow', 'bold')} {text}")
+
+
+# -- the command -----------------------------------------------------------------------------------
+
+
+def build_once(config: BuildConfig, options: BuildOptions, out: IO[str], err: IO[str]) -> int:
+    """One build with full output; returns the exit code (FlashErrors propagate unless --json)."""
+    console = Console.create(out, options.color, quiet=options.quiet or options.json)
+    err_console = Console.create(err, options.color, quiet=options.quiet or options.json)
+    view = PhaseView(config, console, verbose=options.verbose)
+    started = time.perf_counter()
+    try:
+        report = run_tasks(
+            config,
+            listener=view,
+            explain=options.explain or options.verbose or options.json,
+            wait_stream=None if (options.quiet or options.json) else err,
+        )
+    except FlashError as exc:
+        view.abort()
+        if options.json:
+            from .results import dump, error_result
+
+            out.write(dump(error_result(exc.to_dict(), view.task_results())) + "\n")
+            return exc.exit_code
+        if options.explain:
+            print_explain(view.events, console)
+        raise
+    except KeyboardInterrupt:
+        view.abort()
+        if options.json:
+            from .results import dump, error_result
+
+            error = {"kind": "interrupted", "code": EXIT_INTERRUPTED, "message": "interrupted; the previous artifact was left as it was"}
+            out.write(dump(error_result(error, view.task_results())) + "\n")
+            return EXIT_INTERRUPTED
+        raise
+    view.finish()
+    if options.json:
+        from .results import build_result, dump
+
+        result = build_result(config, report, view.task_results(), view.timings(time.perf_counter() - started))
+        out.write(dump(result) + "\n")
+        return 0
+    print_warnings(config, report, err_console)
+    if options.explain:
+        print_explain(view.events, console)
+    print_summary(config, report, console)
+    return 0

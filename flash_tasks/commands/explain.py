@@ -1,0 +1,203 @@
+"""Why a task ran, in words: ``flash build --explain`` and ``-v``.
+
+doit decides with ``Dependency.get_status``; asked again with ``get_log=True``
+just before the task runs (state is still as it was) it returns every reason,
+not only the first. This module turns those reasons into short phrases that
+name the input that changed: a source file, a flag, an environment variable,
+a missing output, or "never built". doit keeps only a digest of a task's
+``config_changed`` values, so the runner keeps the values themselves in
+``.flash/.state/task-configs.json``; a changed value is named with its old and
+new value.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..config import BuildConfig
+from ..stage import read_json
+
+#: How many file names one reason lists before "and N more".
+SHOWN = 4
+
+_STATE_NAMES = {
+    ".flash/.state/files.json": "the list of shipped files",
+    ".flash/.state/stage.json": "the staged sources",
+    ".flash/.state/handlers.json": "the generated handlers",
+    ".flash/.state/installed.json": "the installed packages",
+    ".flash/flash_manifest.json": "the manifest",
+    ".flash/.build/flash_manifest.json": "the manifest",
+}
+
+_CONFIG_KEYS = {
+    "python_version": "--python-version",
+    "no_deps": "--no-deps",
+    "exclude": "--exclude",
+    "out": "--output",
+    "find_links": "--find-links",
+    "no_index": "--no-index",
+    "index_url": "--index-url",
+    "epoch": "SOURCE_DATE_EPOCH",
+    "runpod_flash": "the bundled runpod-flash version",
+    "project": "the project name",
+    "python": "the target Python",
+}
+
+
+def listing(items: list[str], limit: int = SHOWN) -> str:
+    """``a``, ``a and b``, ``a, b and c``, ``a, b, c, d and 2 more``."""
+    if len(items) > limit:
+        return ", ".join(items[:limit]) + f" and {len(items) - limit} more"
+    if len(items) > 1:
+        return ", ".join(items[:-1]) + " and " + items[-1]
+    return "".join(items)
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "default"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(str, value)) + "]" if value else "none"
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class Explainer:
+    """Reasons for one build's tasks; needs doit's dependency manager while doit runs."""
+
+    def __init__(self, config: BuildConfig) -> None:
+        self.config = config
+        self._previous: dict[str, Any] | None = None
+
+    # -- paths -----------------------------------------------------------------------
+
+    def show(self, path: str | Path) -> str:
+        """A file the way a user thinks of it: relative to the app, state files by role."""
+        p = Path(path)
+        try:
+            rel = p.relative_to(self.config.app_dir).as_posix()
+        except ValueError:
+            return str(p)
+        if rel in _STATE_NAMES:
+            return _STATE_NAMES[rel]
+        scans = ".flash/.state/scan/"
+        if rel.startswith(scans) and rel.endswith(".json"):
+            return f"the scan of {rel[len(scans):-5]}"
+        if rel.startswith(".flash/locks/") and rel.endswith(".txt"):
+            return f"the lock of {rel[len('.flash/locks/'):-4]}"
+        return rel
+
+    def _files(self, paths: list[str]) -> list[str]:
+        return [self.show(p) for p in sorted(paths)]
+
+    # -- reasons -----------------------------------------------------------------------
+
+    def why_skipped(self, task: Any) -> list[str]:
+        inputs = len(task.file_dep)
+        if inputs:
+            return [f"up to date: its {inputs} input file{'s' if inputs != 1 else ''} and settings are unchanged"]
+        return ["up to date: its settings are unchanged"]
+
+    def why_run(self, task: Any, tasks: dict[str, Any]) -> list[str]:
+        from doit.globals import Globals
+
+        dep = Globals.dep_manager
+        if dep is None:  # not under doit's run command
+            return ["out of date"]
+        if dep._get(task.name, "checker:") is None:
+            # doit forgets a task whose run failed; our own record outlives that.
+            if self._previous_config(task.name) is not None:
+                return ["its last run failed or was interrupted"]
+            return ["never built"]
+        status = dep.get_status(task, tasks, get_log=True)
+        found: dict[str, Any] = status.reasons
+        reasons: list[str] = []
+        for utd, _args, _kwargs in found.get("uptodate_false", []):
+            reasons.extend(self._uptodate(task, utd))
+        if found.get("has_no_dependencies"):
+            reasons.append("always runs (it declares no inputs)")
+        missing_targets = found.get("missing_target", [])
+        if missing_targets:
+            reasons.append(f"output missing: {listing(self._files(missing_targets))}")
+        if "checker_changed" in found:
+            reasons.append("the file-change checker changed")
+        added = found.get("added_file_dep") or []
+        removed = found.get("removed_file_dep") or []
+        if added:
+            reasons.append(f"new input{'s' if len(added) > 1 else ''}: {listing(self._files(added))}")
+        if removed:
+            reasons.append(f"input{'s' if len(removed) > 1 else ''} gone: {listing(self._files(removed))}")
+        changed = [p for p in found.get("changed_file_dep") or [] if p not in added]
+        if changed:
+            names = self._files(changed)
+            reasons.append(f"{listing(names)} changed")
+        missing = found.get("missing_file_dep") or []
+        if missing:
+            reasons.append(f"input missing: {listing(self._files(missing))}")
+        return reasons or ["out of date"]
+
+    def _previous_config(self, task_name: str) -> Any:
+        if self._previous is None:
+            from ..runner import task_configs_path
+
+            self._previous = read_json(task_configs_path(self.config), {}) or {}
+        return self._previous.get(task_name)
+
+    def _uptodate(self, task: Any, utd: Any) -> list[str]:
+        from doit.tools import config_changed
+
+        from ..graph import EnvUnchanged, InstallPresent, OutputsPresent
+
+        if isinstance(utd, config_changed):
+            return self._config_reasons(task, utd.config)
+        if isinstance(utd, EnvUnchanged):
+            recorded = read_json(utd.env_json) or {}
+            names = sorted(n for n, v in recorded.items() if os.environ.get(n) != v)
+            if names:
+                return [f"environment variable{'s' if len(names) > 1 else ''} {listing(names)} changed"]
+            return ["the environment variables its endpoints read changed"]
+        if isinstance(utd, OutputsPresent):
+            data = read_json(utd.record) or {}
+            gone = [rel for rel in data.get(utd.key, []) if not os.path.lexists(utd.build_dir / rel)]
+            if gone:
+                return [f"missing from .flash/.build: {listing(sorted(gone))}"]
+            return ["its outputs in .flash/.build are missing"]
+        if isinstance(utd, InstallPresent):
+            return ["installed packages are missing from .flash/.build"]
+        if utd is False:
+            if task.name.startswith("lock:") and self.config.upgrade:
+                return ["--upgrade: resolving again"]
+            return ["always runs"]
+        return [f"{getattr(utd, '__name__', type(utd).__name__)} reported a change"]
+
+    def _config_reasons(self, task: Any, current: Any) -> list[str]:
+        previous = self._previous_config(task.name)
+        if not isinstance(current, dict) or not isinstance(previous, dict):
+            return ["its settings changed (flags, tool version or file list)"]
+        reasons: list[str] = []
+        for key in sorted(set(previous) | set(current)):
+            old, new = previous.get(key), current.get(key)
+            if old == new:
+                continue
+            if key == "tool":
+                reasons.append("flash-tasks itself changed (new version or edited code)")
+            elif key == "app":
+                reasons.append(f"the app folder moved (was {old})")
+            elif key in ("files", "ignore") and isinstance(old, list) and isinstance(new, list):
+                plus = sorted(set(new) - set(old))
+                minus = sorted(set(old) - set(new))
+                what = "shipped files" if key == "files" else "ignore files"
+                parts = [f"+{p}" for p in plus] + [f"-{m}" for m in minus]
+                reasons.append(f"{what} changed: {listing(parts)}" if parts else f"{what} reordered")
+            elif key == "digest":
+                reasons.append("its requirements or resolution settings changed")
+            elif key == "groups":
+                reasons.append(f"resource groups changed: {_value(old)} -> {_value(new)}")
+            else:
+                label = _CONFIG_KEYS.get(key, key)
+                reasons.append(f"{label} changed: {_value(old)} -> {_value(new)}")
+        return reasons or ["its settings changed"]
