@@ -343,3 +343,31 @@ def test_sdk_dependency_line_does_not_pull_its_tree(app: Path) -> None:
     build(app)
     listed = set(names(app / ".flash" / "artifact.tar.gz"))
     assert not any(n.startswith(("./httpx", "./pydantic")) for n in listed)
+
+
+# -- reproducibility ---------------------------------------------------------------------------
+
+
+def test_two_folders_give_byte_identical_artifacts(app: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    add_dependencies(app, "tinydep==1.0\nleafdep\n", ["nativedep"])
+    other = tmp_path / "elsewhere" / app.name
+    shutil.copytree(app, other)
+    for i, path in enumerate(sorted(p for p in other.rglob("*") if p.is_file())):
+        os.utime(path, (1_000_000 + i, 1_000_000 + i))  # different mtimes, same content
+    build(app)
+    build(other)
+    first = (app / ".flash" / "artifact.tar.gz").read_bytes()
+    assert first == (other / ".flash" / "artifact.tar.gz").read_bytes()
+    # A from-scratch rebuild, later, gives the same bytes again.
+    shutil.rmtree(other / ".flash")
+    build(other)
+    assert (other / ".flash" / "artifact.tar.gz").read_bytes() == first
+
+
+def test_source_date_epoch_sets_every_timestamp(app: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    build(app)
+    with tarfile.open(app / ".flash" / "artifact.tar.gz") as tar:
+        assert {m.mtime for m in tar.getmembers()} == {1700000000}
+    manifest = json.loads((app / ".flash" / "flash_manifest.json").read_text())
+    assert manifest["generated_at"] == "2023-11-14T22:13:20Z"
