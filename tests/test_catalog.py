@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from flash_tasks import catalog
-from flash_tasks.manifest import ENDPOINT_KWARGS, NETWORK_VOLUME_KWARGS
+from flash_tasks.endpoints import ENDPOINT_KWARGS
+from flash_tasks.resources import NETWORK_VOLUME_KWARGS
 
 try:
     from tests.support.reference import require_reference
