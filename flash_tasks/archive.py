@@ -519,7 +519,8 @@ def _atomic_output(out: Path) -> Iterator[BinaryIO]:
     except OSError as exc:
         if exc.errno in _NO_SPACE:
             raise BuildError(
-                f"no space left on device while writing {out}; free space and rebuild"
+                f"no space left on device while writing {out}",
+                hint="free some disk space and build again; the previous artifact was left as it was",
             ) from exc
         raise
     finally:

@@ -896,7 +896,25 @@ def _dependency_error(run: _UvRun, settings: DepsSettings, specs: Sequence[Requi
             f"could not reach the package index while {action}\n  uv: {cause}",
             hint="check the network connection and index settings; a rebuild with unchanged locks works offline",
         )
-    return DependencyError(f"{action} failed\n  uv: {key}")
+    if "No space left on device" in stderr or "os error 28" in stderr:
+        return DependencyError(
+            f"no space left on device while {action}\n  uv: {cause}",
+            hint="free some disk space and build again; the previous artifact was left as it was",
+        )
+    if "Building source distributions is disabled" in stderr or "source distribution" in stderr.lower():
+        name = next((s.name for s in specs if s.name and s.name in stderr), None)
+        path, line = _locate(name, specs) if name else (None, None)
+        return DependencyError(
+            f"a requirement would have to be built from source while {action}; Flash installs wheels only\n  uv: {cause}",
+            path=path,
+            line=line,
+            hint="depend on a published wheel instead of a local project or source archive "
+            "(code of your own can live in the app folder, which ships as it is)",
+        )
+    return DependencyError(
+        f"{action} failed\n  uv: {key}",
+        hint="run with -v for details; 'flash build --upgrade' resolves from scratch",
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -1353,9 +1371,11 @@ def _remove_distribution(build_dir: Path, dist_info: Path) -> None:
     record = dist_info / "RECORD"
     parents: set[Path] = set()
     if record.is_file():
+        # The dist-info (with RECORD) goes last: a removal interrupted half-way
+        # can then be finished by the next build instead of orphaning files.
         for relative, _, _ in _parse_record(record.read_text(encoding="utf-8")):
             target = _inside(build_dir, relative)
-            if target is None:
+            if target is None or dist_info in target.parents:
                 continue
             if target.suffix == ".py":
                 for compiled in (target.parent / "__pycache__").glob(f"{target.stem}.*.pyc"):

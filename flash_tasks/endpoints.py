@@ -178,22 +178,22 @@ class Discovery:
                 continue  # the SDK's own build does not look for endpoints in __init__.py
             for record in scan["endpoints"]:
                 if record["kind"] == "remote":
-                    found.append(self.remote(record, scan))
+                    found.append(self.importable(self.remote(record, scan)))
                     continue
                 if "call" in record["endpoint"]:
                     obj = EndpointObject(scan["module"], relpath, record["endpoint"]["call"], None)
                     obj.decorated.append(record)
-                    found.append(self.qb(obj, record, scan))
+                    found.append(self.importable(self.qb(obj, record, scan)))
                     continue
                 obj_or_none = self.endpoint_var(scan["module"], record["endpoint"]["var"], record["decorator_line"])
                 if obj_or_none is None:
                     continue  # some other decorator (a web framework's, a cache...)
                 if record["kind"] == "route":
                     obj_or_none.routes.append(record)
-                    found.append(self.route(obj_or_none, record, scan))
+                    found.append(self.importable(self.route(obj_or_none, record, scan)))
                 else:
                     obj_or_none.decorated.append(record)
-                    found.append(self.qb(obj_or_none, record, scan))
+                    found.append(self.importable(self.qb(obj_or_none, record, scan)))
         for obj in self.objects.values():
             if obj.routes and obj.decorated:
                 first = obj.decorated[0]
@@ -204,6 +204,22 @@ class Discovery:
                     col=first["decorator_col"],
                     hint="use @ep directly for one queue-based function, or @ep.get/post(...) routes, not both",
                 )
+        return found
+
+    @staticmethod
+    def importable(found: Discovered) -> Discovered:
+        """The worker imports endpoint modules by dotted name: each part must be a plain name."""
+        parts = found.module.split(".")
+        stems = PurePosixPath(found.path).with_suffix("").parts
+        if len(parts) != len(stems) or not all(parts):
+            bad = next((p for p in stems if "." in p), found.path)
+            raise BuildError(
+                f"the worker cannot import {found.path} as a module: {bad!r} contains a dot",
+                path=found.path,
+                line=found.record["line"],
+                col=found.record["col"],
+                hint=f"rename it without dots, e.g. {bad.replace('.', '_')!r}",
+            )
         return found
 
     def scans_path(self, record: dict[str, Any]) -> str:

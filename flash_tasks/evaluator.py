@@ -196,7 +196,7 @@ class Evaluator:
             raise BuildError(
                 f"cannot read expression {src!r}", path=scan["path"], line=expr["line"], col=expr["col"]
             ) from None
-        frame = _Frame(self, module, scan["path"], expr["line"], expr["col"])
+        frame = _Frame(self, module, scan["path"], expr["line"], expr["col"], "(" + src + "\n)")
         try:
             return frame.eval(tree.body)
         except EvalError as exc:
@@ -309,20 +309,23 @@ def _short(text: str, limit: int = 80) -> str:
 class _Frame:
     """Evaluation of one expression record: knows its module and position."""
 
-    def __init__(self, ev: Evaluator, module: str, path: str, line: int, col: int) -> None:
+    def __init__(self, ev: Evaluator, module: str, path: str, line: int, col: int, text: str) -> None:
         self.ev = ev
         self.module = module
         self.path = path
         self.line = line
         self.col = col
+        self.lines = [line.encode("utf-8") for line in text.split("\n")]
 
     def position(self, node: ast.AST | None) -> tuple[int, int]:
         if node is None or not hasattr(node, "lineno"):
             return self.line, self.col
+        # ast counts UTF-8 bytes; people count characters.
+        chars = len(self.lines[node.lineno - 1][: node.col_offset].decode("utf-8", "replace"))
         if node.lineno == 1:
             # Column 1 of the parsed text is the "(" we added.
-            return self.line, self.col + node.col_offset - 1
-        return self.line + node.lineno - 1, node.col_offset + 1
+            return self.line, self.col + chars - 1
+        return self.line + node.lineno - 1, chars + 1
 
     def eval(self, node: ast.AST) -> Any:
         method = getattr(self, "eval_" + type(node).__name__, None)

@@ -114,13 +114,15 @@ def scan_app_tree(app_dir: Path) -> AppFiles:
     inside_prefix = root_real.rstrip(os.sep) + os.sep
 
     files: list[str] = []
+    # Files reached through a symlink, with the real file they show.
+    linked: list[tuple[str, str]] = []
     ignore_files: list[str] = []
-    # (absolute path, POSIX prefix of its entries, resolved path, rules in force, resolved ancestors)
-    stack: list[tuple[str, str, str, tuple[_Level, ...], frozenset[str]]] = [
-        (root, "", root_real, (), frozenset((root_real,)))
+    # (absolute path, POSIX prefix of its entries, resolved path, rules in force, resolved ancestors, via a link)
+    stack: list[tuple[str, str, str, tuple[_Level, ...], frozenset[str], bool]] = [
+        (root, "", root_real, (), frozenset((root_real,)), False)
     ]
     while stack:
-        dir_path, prefix, dir_real, levels, ancestors = stack.pop()
+        dir_path, prefix, dir_real, levels, ancestors, via_link = stack.pop()
         entries = _list_dir(dir_path, prefix)
 
         for entry in entries:
@@ -136,7 +138,8 @@ def scan_app_tree(app_dir: Path) -> AppFiles:
             name = entry.name
             if name == GITIGNORE:
                 continue
-            if entry.is_symlink():
+            is_link = entry.is_symlink()
+            if is_link:
                 kind = _symlink_kind(entry.path, root_real, inside_prefix)
                 if kind is None:
                     continue
@@ -150,10 +153,19 @@ def scan_app_tree(app_dir: Path) -> AppFiles:
             if _is_ignored(levels, rel, is_dir):
                 continue
             if not is_dir:
-                files.append(rel)
+                if via_link or is_link:
+                    linked.append((rel, real))
+                else:
+                    files.append(rel)
             elif real not in ancestors:  # a link back up the tree would never end
-                stack.append((entry.path, rel + "/", real, levels, ancestors | {real}))
+                stack.append((entry.path, rel + "/", real, levels, ancestors | {real}, via_link or is_link))
 
+    # A link ships only what ships in its own right: a link to .env, into .flash/
+    # or into an ignored folder must not smuggle those files into the artifact.
+    shipped = set(files)
+    for rel, real in linked:
+        if os.path.relpath(real, root_real).replace(os.sep, "/") in shipped:
+            files.append(rel)
     files.sort()
     ignore_files.sort()
     return AppFiles(files=files, ignore_files=ignore_files)

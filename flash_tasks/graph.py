@@ -30,7 +30,7 @@ from doit.tools import config_changed
 
 from . import __version__
 from .config import BuildConfig, source_date_epoch
-from .errors import FlashError
+from .errors import BuildError, FlashError
 from .stage import read_json, write_json, write_text_atomic
 
 PHASES = ("files", "stage", "scan", "manifest", "lock", "install", "handlers", "archive")
@@ -56,12 +56,13 @@ def tool_fingerprint() -> str:
 
 
 def scan_target(config: BuildConfig, rel: str) -> Path:
-    return config.paths.scans / (rel + ".json")
+    """Where one file's scan goes: named by a hash, so any legal file name fits."""
+    return config.paths.scans / (hashlib.sha1(rel.encode("utf-8", "surrogateescape")).hexdigest() + ".json")
 
 
 def task_name(rel: str) -> str:
-    """doit uses ':' to separate subtask names."""
-    return rel.replace(":", "%3A")
+    """A doit task name for a path: doit reserves ':' and '=', so they (and '%') are escaped."""
+    return rel.replace("%", "%25").replace(":", "%3A").replace("=", "%3D")
 
 
 # -- actions -------------------------------------------------------------------------
@@ -119,10 +120,19 @@ def scan_action(config: BuildConfig, rel: str) -> None:
     write_text_atomic(scan_target(config, rel), json.dumps(result))
 
 
+def _load_scan(config: BuildConfig, rel: str) -> dict[str, Any]:
+    """A file's scan; a missing or damaged one is redone rather than trusted."""
+    scan = read_json(scan_target(config, rel))
+    if not isinstance(scan, dict) or scan.get("path") != rel:
+        scan_action(config, rel)
+        scan = read_json(scan_target(config, rel))
+    return scan  # type: ignore[no-any-return]
+
+
 def manifest_action(config: BuildConfig, py_files: list[str]) -> None:
     from .manifest import BuildOptions, build_manifest
 
-    scans = {rel: json.loads(scan_target(config, rel).read_text(encoding="utf-8")) for rel in py_files}
+    scans = {rel: _load_scan(config, rel) for rel in py_files}
     stage = read_json(config.paths.stage_json, {})
     epoch = source_date_epoch()
     import datetime
@@ -132,8 +142,8 @@ def manifest_action(config: BuildConfig, py_files: list[str]) -> None:
     result = build_manifest(scans, options, os.environ)
     result.manifest.source_fingerprint = stage.get("fingerprint")
     text = result.manifest.to_json()
+    # .flash/flash_manifest.json is published by the archive task, next to the artifact it describes.
     write_text_atomic(config.paths.build_manifest, text)
-    write_text_atomic(config.paths.manifest, text)
     write_json(config.paths.groups_json, {"python_version": result.manifest.python_version, "groups": result.groups})
     write_json(config.paths.env_json, result.env_used)
     write_json(config.paths.warnings_json, [w.render() for w in result.warnings])
@@ -159,7 +169,7 @@ def handlers_action(config: BuildConfig) -> None:
     from .handlers import render_handlers, write_generated
     from .stage import remove_file
 
-    manifest = json.loads(config.paths.manifest.read_text(encoding="utf-8"))
+    manifest = json.loads(config.paths.build_manifest.read_text(encoding="utf-8"))
     files = render_handlers(manifest)
     write_generated(files, config.paths.build)
     previous = read_json(config.paths.handlers_json, {"files": []})
@@ -172,6 +182,21 @@ def archive_action(config: BuildConfig) -> None:
     from .package import build_archive
 
     build_archive(config)
+
+
+def check_readable(app_dir: Path, files: list[str]) -> None:
+    """Every shipped file must be readable, before doit hashes it (and fails with a traceback)."""
+    for rel in files:
+        try:
+            os.close(os.open(app_dir / rel, os.O_RDONLY))
+        except PermissionError:
+            raise BuildError(
+                f"cannot read {rel}: permission denied",
+                path=rel,
+                hint="make the file readable (chmod u+r), or add it to .gitignore so it does not ship",
+            ) from None
+        except OSError as exc:
+            raise BuildError(f"cannot read {rel}: {exc.strerror}", path=rel) from None
 
 
 # -- uptodate checks -----------------------------------------------------------------
@@ -210,6 +235,26 @@ class OutputsPresent:
         return all(os.path.lexists(self.build_dir / rel) for rel in listed)
 
 
+class LockMatches:
+    """Up to date only while the lock file was made from these very inputs.
+
+    The lock records the digest of its inputs in its header; comparing it costs
+    one small read and catches a lock left by a build that was killed or undone.
+    """
+
+    def __init__(self, lock: Path, digest: str) -> None:
+        self.lock = lock
+        self.line = f"# inputs: {digest}"
+
+    def __call__(self, task: Any, values: Any) -> bool:
+        try:
+            with open(self.lock, encoding="utf-8") as handle:
+                head = [handle.readline() for _ in range(3)]
+        except (OSError, UnicodeDecodeError):
+            return False
+        return any(line.rstrip("\n") == self.line for line in head)
+
+
 class InstallPresent:
     """Up to date only while every installed distribution's top-level entries exist."""
 
@@ -237,6 +282,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
     paths = config.paths
     tree = scan_app_tree(config.app_dir)
     files = tree.files
+    check_readable(config.app_dir, files)
     py_files = [f for f in files if f.endswith(".py")]
     tool = tool_fingerprint()
     app = str(config.app_dir)
@@ -287,7 +333,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
         return {
             "actions": [(guarded(manifest_action), [config, py_files])],
             "file_dep": [str(scan_target(config, f)) for f in py_files] + [str(paths.stage_json)],
-            "targets": [str(paths.manifest), str(paths.build_manifest), str(paths.groups_json), str(paths.env_json), str(paths.warnings_json)],
+            "targets": [str(paths.build_manifest), str(paths.groups_json), str(paths.env_json), str(paths.warnings_json)],
             "uptodate": [config_changed(manifest_config), EnvUnchanged(paths.env_json)],
             "verbosity": 0,
         }
@@ -327,7 +373,11 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
                 "file_dep": plan.files,
                 "targets": [str(lock_path(config, group))],
                 # --upgrade forces a new resolution; otherwise the inputs' digest decides.
-                "uptodate": [config_changed({**deps_config, "digest": plan.digest(group)})] + ([False] if config.upgrade else []),
+                "uptodate": [
+                    config_changed({**deps_config, "digest": plan.digest(group)}),
+                    LockMatches(lock_path(config, group), plan.digest(group)),
+                ]
+                + ([False] if config.upgrade else []),
                 "verbosity": 0,
             }
 
@@ -354,7 +404,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
         """Generate the worker handlers and the resource-config module."""
         return {
             "actions": [(guarded(handlers_action), [config])],
-            "file_dep": [str(paths.manifest), str(paths.install_json)],
+            "file_dep": [str(paths.build_manifest), str(paths.install_json)],
             "task_dep": ["install"],
             "targets": [str(paths.handlers_json)],
             "uptodate": [config_changed({"tool": tool, "app": app}), OutputsPresent(paths.handlers_json, paths.build, "files")],
@@ -367,7 +417,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
             "actions": [(guarded(archive_action), [config])],
             "file_dep": [str(paths.stage_json), str(paths.handlers_json), str(paths.build_manifest), str(paths.install_json)],
             "task_dep": ["handlers"],
-            "targets": [str(paths.artifact)],
+            "targets": [str(paths.artifact), str(paths.manifest)],
             "uptodate": [
                 config_changed(
                     {"tool": tool, "app": app, "exclude": list(config.excluded), "epoch": source_date_epoch(), "out": config.output}

@@ -97,9 +97,24 @@ class ManifestBuilder:
             )
         return versions[0] if versions else catalog.DEFAULT_PYTHON_VERSION
 
+    def check_syntax(self, python_version: str) -> None:
+        """Every shipped module must parse on the workers' Python, not only on this one."""
+        target = tuple(int(x) for x in python_version.split("."))
+        for relpath in sorted(self.scans, key=path_sort_key):
+            needs = self.scans[relpath].get("needs_python")
+            if needs and tuple(int(x) for x in needs["version"].split(".")) > target:
+                raise BuildError(
+                    f"this file needs Python {needs['version']} but the workers run Python {python_version}: {needs['msg']}",
+                    path=relpath,
+                    line=needs["line"],
+                    col=needs["col"],
+                    hint=f"build with --python-version {needs['version']} (or newer), or avoid this syntax",
+                )
+
     def build(self) -> ManifestResult:
         found = self.found.discover()
         python_version = self.reconcile_python(found)
+        self.check_syntax(python_version)
         client_vars = self.found.client_endpoints()
         if not found and not client_vars:
             raise BuildError("no endpoints found", hint=NO_ENDPOINTS_HINT)

@@ -1,10 +1,16 @@
-"""The archive phase: pack ``.flash/.build`` into the artifact, in segments.
+"""The archive phase: pack the build's tracked files into the artifact, in segments.
+
+Only files the build knows about are archived: the staged sources, the
+generated handlers and manifest, the bundled SDK, and each installed
+distribution's files (from its RECORD). Anything else lying in
+``.flash/.build`` (a killed install's temporary folder, a stray file) never
+ships.
 
 The artifact is a chain of gzip members, which readers treat as one stream:
 
-1. a fresh segment: the archive root, the app's sources, the generated
-   handlers, the manifest, the bundled SDK, and every top-level entry that more
-   than one owner shares (``bin/``, namespace packages);
+1. a fresh segment: the archive root, the app's sources, the generated files,
+   the bundled SDK, and every top-level entry that more than one owner shares
+   (``bin/``, namespace packages);
 2. one cached segment per installed distribution, holding the top-level
    entries only that distribution owns. Its file name carries a key over the
    distribution's name, version and RECORD digest, the compressor and the
@@ -20,97 +26,170 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .config import BuildConfig
 from .errors import BuildError
-from .stage import read_json
+from .stage import read_json, write_bytes_atomic
 
-SEGMENT_FORMAT = 1
+SEGMENT_FORMAT = 2
 SKIPPED_NAMES = frozenset({"__pycache__"})
 SKIPPED_SUFFIXES = (".pyc", ".pyo")
+SDK_PACKAGE = "runpod_flash"
+FRESH = ""
 
 
-def _keep(arcname: str) -> bool:
-    """Bytecode never ships: it is rebuilt on the worker for its own Python."""
-    parts = arcname.split("/")
-    return not (SKIPPED_NAMES.intersection(parts) or arcname.endswith(SKIPPED_SUFFIXES))
+def _keep(rel: str) -> bool:
+    """Bytecode and hidden temporaries never ship."""
+    parts = rel.split("/")
+    if SKIPPED_NAMES.intersection(parts) or rel.endswith(SKIPPED_SUFFIXES):
+        return False
+    return not any(part.startswith(".") and ".tmp" in part for part in parts)
 
 
-def _local_top_levels(config: BuildConfig) -> set[str]:
-    """Top-level names the app's own files and the generated files use."""
+def _walk_files(root: Path, top: str) -> list[str]:
+    """Files (and symlinks) under ``root/top``, as build-relative POSIX paths."""
+    out: list[str] = []
+    base = root / top
+    if not base.is_dir():
+        return out
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = [d for d in dirnames if d not in SKIPPED_NAMES and not d.startswith(".")]
+        rel_dir = Path(dirpath).relative_to(root).as_posix()
+        for name in filenames:
+            out.append(f"{rel_dir}/{name}")
+    return out
+
+
+def _distributions(config: BuildConfig) -> dict[str, Any]:
+    state = read_json(config.paths.install_json, {}) or {}
+    return dict(state.get("distributions", {}))
+
+
+def _dist_files(build: Path, dist: dict[str, Any]) -> list[str]:
+    """A distribution's files: its RECORD plus everything in its dist-info folder."""
+    from .deps import InstalledDistribution, distribution_files
+
+    model = InstalledDistribution.model_validate(dist)
+    try:
+        listed = distribution_files(build, model)
+    except OSError as exc:
+        raise BuildError(
+            f"the installed distribution {model.name} {model.version} is damaged ({exc.strerror})",
+            hint="run 'flash clean --keep-locks' and build again",
+        ) from None
+    files = {PurePosixPath(p).as_posix() for p in listed if not p.startswith("..")}
+    files.update(_walk_files(build, model.dist_info))
+    return sorted(f for f in files if os.path.lexists(build / f))
+
+
+def _fresh_files(config: BuildConfig) -> list[str]:
     paths = config.paths
-    names: set[str] = {"flash_manifest.json", "runpod_flash"}
-    for rel in read_json(paths.stage_json, {}).get("files", {}):
-        names.add(rel.split("/", 1)[0])
-    for rel in read_json(paths.handlers_json, {}).get("files", []):
-        names.add(rel.split("/", 1)[0])
-    return names
+    files: set[str] = set(read_json(paths.stage_json, {}).get("files", {}))
+    files.update(read_json(paths.handlers_json, {}).get("files", []))
+    files.add(paths.build_manifest.relative_to(paths.build).as_posix())
+    files.update(_walk_files(paths.build, SDK_PACKAGE))
+    return sorted(files)
 
 
-def plan_segments(config: BuildConfig) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
-    """Which top-level entries each cached segment holds, and each segment's key.
-
-    Returns ``({segment_name: top_levels}, {segment_name: cache_key})``; every
-    other top-level entry goes into the fresh segment.
-    """
+def plan_segments(config: BuildConfig) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Which files each segment holds (``FRESH`` is the fresh one), and the cached segments' keys."""
     from .archive import COMPRESSOR, archive_mtime
 
-    state = read_json(config.paths.install_json, {}) or {}
-    distributions: dict[str, Any] = state.get("distributions", {})
-    local = _local_top_levels(config)
+    build = config.paths.build
+    fresh = _fresh_files(config)
+    local_tops = {f.split("/", 1)[0] for f in fresh}
+    distributions = _distributions(config)
     owners: dict[str, int] = {}
     for dist in distributions.values():
         for top in set(dist.get("top_level", ())):
             owners[top] = owners.get(top, 0) + 1
-    plan: dict[str, tuple[str, ...]] = {}
+    segments: dict[str, list[str]] = {FRESH: list(fresh)}
     keys: dict[str, str] = {}
     mtime = archive_mtime()
     for dist in distributions.values():
-        tops = tuple(sorted(t for t in set(dist.get("top_level", ())) if owners[t] == 1 and t not in local))
-        if not tops:
-            continue
         name = f"{dist['name']}-{dist['version']}"
-        material = repr((SEGMENT_FORMAT, COMPRESSOR, mtime, name, dist.get("content_hash"), tops))
-        plan[name] = tops
-        keys[name] = hashlib.sha256(material.encode()).hexdigest()[:20]
-    return plan, keys
+        files = [f for f in _dist_files(build, dist) if _keep(f)]
+        own, shared = [], []
+        for f in files:
+            top = f.split("/", 1)[0]
+            (own if owners.get(top) == 1 and top not in local_tops else shared).append(f)
+        segments[FRESH].extend(shared)
+        if own:
+            tops = sorted({f.split("/", 1)[0] for f in own})
+            material = repr((SEGMENT_FORMAT, COMPRESSOR, mtime, name, dist.get("content_hash"), tops))
+            segments[name] = own
+            keys[name] = hashlib.sha256(material.encode()).hexdigest()[:20]
+    return segments, keys
+
+
+def _entries(build: Path, files: Iterable[str], *, with_root: bool) -> list[Any]:
+    """Archive entries for ``files`` and the folders that hold them, in tarfile.add order."""
+    from .archive import ROOT, Entry
+
+    wanted: dict[str, bool] = {}
+    for f in files:
+        parts = f.split("/")
+        for depth in range(1, len(parts)):
+            wanted.setdefault("/".join(parts[:depth]), True)
+        wanted[f] = False
+    out = [ROOT] if with_root else []
+    for rel in sorted(wanted, key=lambda r: r.split("/")):
+        path = build / rel
+        if wanted[rel]:
+            out.append(Entry(rel, None, True))
+        elif path.is_symlink():
+            out.append(Entry(rel, path, False, os.readlink(path)))
+        else:
+            out.append(Entry(rel, path, False))
+    return out
 
 
 def build_archive(config: BuildConfig) -> None:
-    """Write the artifact for the current build folder, reusing cached segments."""
-    from .archive import ROOT, assemble, walk_entries, write_segments_parallel
+    """Write the artifact for the current build, reusing cached segments, then publish the manifest."""
+    from .archive import assemble, write_segments_parallel
 
     paths = config.paths
     build = paths.build
     paths.segments.mkdir(parents=True, exist_ok=True)
     plan, keys = plan_segments(config)
-    cached_tops = {top for tops in plan.values() for top in tops}
-
-    fresh_entries = [ROOT] + [e for e in walk_entries(build, exclude_top=lambda top: top in cached_tops) if _keep(e.arcname)]
+    # Folders shared by several segments (e.g. bin/) are written once, in the fresh segment.
+    claimed: dict[str, set[str]] = {}
+    for name, files in plan.items():
+        for f in files:
+            parts = f.split("/")
+            for depth in range(1, len(parts)):
+                claimed.setdefault("/".join(parts[:depth]), set()).add(name)
     fresh_path = paths.segments / f".fresh-{os.getpid()}.gz"
+    fresh_entries = _entries(build, plan[FRESH], with_root=True)
+    fresh_dirs = {e.arcname for e in fresh_entries if e.is_dir}
+    shared_dirs = {d for d, names in claimed.items() if len(names) > 1 and d not in fresh_dirs}
+    if shared_dirs:
+        from .archive import Entry
+
+        fresh_entries += [Entry(d, None, True) for d in sorted(shared_dirs, key=lambda r: r.split("/"))]
     jobs = [(fresh_entries, fresh_path)]
-    segment_paths: dict[str, Path] = {}
-    for name in sorted(plan, key=lambda n: plan[n]):
-        target = paths.segments / f"{name}-{keys[name]}.gz"
-        segment_paths[name] = target
-        if not target.exists():
-            tops = set(plan[name])
-            entries = [e for e in walk_entries(build, exclude_top=lambda top, tops=tops: top not in tops) if _keep(e.arcname)]
-            jobs.append((entries, target))
+    cached = sorted((n for n in plan if n != FRESH), key=lambda n: plan[n][0])
+    segment_paths = {name: paths.segments / f"{name}-{keys[name]}.gz" for name in cached}
+    for name in cached:
+        if not segment_paths[name].exists():
+            entries = [e for e in _entries(build, plan[name], with_root=False) if not (e.is_dir and e.arcname in shared_dirs)]
+            jobs.append((entries, segment_paths[name]))
     try:
         write_segments_parallel(jobs)
-        segments = [fresh_path] + [segment_paths[n] for n in sorted(plan, key=lambda n: plan[n])]
-        total = sum(p.stat().st_size for p in segments)
-        check_size(config, total)
+        segments = [fresh_path] + [segment_paths[n] for n in cached]
+        check_size(config, sum(p.stat().st_size for p in segments))
         paths.artifact.parent.mkdir(parents=True, exist_ok=True)
         assemble(segments, paths.artifact)
     finally:
         fresh_path.unlink(missing_ok=True)
+    # The manifest next to the artifact always describes the artifact next to it.
+    write_bytes_atomic(paths.manifest, paths.build_manifest.read_bytes())
     keep = {p.name for p in segment_paths.values()}
     for old in paths.segments.glob("*.gz"):
-        if old.name not in keep and not old.name.startswith("."):
+        if old.name not in keep:
             old.unlink(missing_ok=True)
 
 
@@ -121,8 +200,7 @@ def check_size(config: BuildConfig, compressed_bytes: int) -> None:
     limit = catalog.MAX_ARTIFACT_MB * 1024 * 1024
     if compressed_bytes <= limit:
         return
-    state = read_json(config.paths.install_json, {}) or {}
-    dists = sorted(state.get("distributions", {}).values(), key=lambda d: d.get("size", 0), reverse=True)[:10]
+    dists = sorted(_distributions(config).values(), key=lambda d: d.get("size", 0), reverse=True)[:10]
     biggest = "\n".join(f"  {d['name']} {d['version']}: {d.get('size', 0) / 1e6:,.0f} MB installed" for d in dists)
     raise BuildError(
         f"the artifact would be {compressed_bytes / 1024 / 1024:,.0f} MB, over the {catalog.MAX_ARTIFACT_MB} MB limit"

@@ -187,6 +187,45 @@ def _save_task_configs(config: BuildConfig, configs: dict[str, dict[str, Any]], 
         write_json(path, merged)
 
 
+#: Present while a build runs; left behind by a build that was killed.
+RUNNING_MARKER = "running"
+
+
+def recover_if_interrupted(config: BuildConfig) -> bool:
+    """After a killed build, forget doit's record and sweep its temporary files.
+
+    doit writes its record of finished tasks when a run ends, but outputs are
+    renamed into place as each task finishes; a build killed in between leaves
+    outputs newer than the record, and undoing the edit would make a stale output
+    look up to date. Forgetting the record makes every task check its inputs
+    again; the phases' own content checks (lock digests, install state, segment
+    keys) keep that cheap. Returns True when there was something to recover.
+    """
+    paths = config.paths
+    if not (paths.state / RUNNING_MARKER).exists():
+        return False
+    for db in paths.flash.glob(paths.db.name + "*"):
+        db.unlink(missing_ok=True)
+    for pattern in (".*.tmp-*", ".flash-sdk-*"):
+        for leftover in paths.flash.glob(pattern):
+            _remove_tree(leftover)
+    for folder in (paths.state, paths.segments, paths.locks):
+        if folder.is_dir():
+            for leftover in folder.rglob(".*"):
+                _remove_tree(leftover)
+    (paths.build / ".lock").unlink(missing_ok=True)
+    return True
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def run_tasks(
     config: BuildConfig,
     targets: list[str] | None = None,
@@ -217,12 +256,17 @@ def run_tasks(
     log = _Log(verbose_stream, listener, explainer)
     with build_lock(config, wait_stream if wait_stream is not None else verbose_stream):
         config.paths.state.mkdir(parents=True, exist_ok=True)
+        recover_if_interrupted(config)
+        running = config.paths.state / RUNNING_MARKER
+        running.touch()
         RAISED.clear()
         ns = namespace(config, reporter=_make_reporter(log))
         loader = ModuleTaskLoader(ns)
         argv = ["run", *(targets or [])]
         try:
             code = DoitMain(loader, config_filenames=()).run(argv)
+            # doit has saved its record of this run: it matches the outputs again.
+            running.unlink(missing_ok=True)
         finally:
             try:
                 _save_task_configs(config, log.configs, log.tasks)

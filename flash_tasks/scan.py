@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import ast
 import io
+import re
+import sys
 import tokenize
 from pathlib import PurePosixPath
 from typing import Any
@@ -26,6 +28,8 @@ from typing import Any
 from .errors import BuildError
 
 SDK_PACKAGE = "runpod_flash"
+#: Minor versions of the worker Pythons, oldest first.
+SUPPORTED_MINORS = (10, 11, 12)
 ROUTE_METHODS = frozenset({"get", "post", "put", "delete", "patch"})
 #: Decorators that turn a method into something other than a plain function,
 #: so the SDK does not list it among a class endpoint's methods.
@@ -66,15 +70,38 @@ def parse_source(data: bytes, relpath: str) -> tuple[ast.Module, str]:
             path=relpath,
             line=exc.lineno,
             col=exc.offset,
-            hint="fix the syntax error; every shipped .py file must parse",
+            hint="fix the syntax error; every shipped .py file must parse (newer-Python syntax needs "
+            "flash itself to run on that Python)",
         ) from None
     return tree, text
+
+
+def oldest_python(text: str) -> dict[str, Any] | None:
+    """The oldest supported worker Python whose grammar accepts ``text``, and why not older.
+
+    Returns None when every supported version parses it; otherwise
+    ``{"version": "3.11", "line": ..., "col": ..., "msg": ...}`` where the position is
+    the first construct the older grammar rejects.
+    """
+    failure: dict[str, Any] | None = None
+    for minor in SUPPORTED_MINORS:
+        if (3, minor) >= sys.version_info[:2]:
+            break
+        try:
+            ast.parse(text, feature_version=(3, minor))
+        except SyntaxError as exc:
+            failure = {"version": f"3.{minor + 1}", "line": exc.lineno, "col": exc.offset, "msg": exc.msg}
+            continue
+        return failure
+    return failure
 
 
 class _Scanner:
     def __init__(self, relpath: str, text: str) -> None:
         self.relpath = relpath
         self.text = text
+        # Lines as the tokenizer counts them, in UTF-8 (ast offsets are byte offsets).
+        self.lines = [m.group(0).encode("utf-8") for m in re.finditer(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$", text)]
         self.module = module_name(relpath)
         self.is_package = PurePosixPath(relpath).name == "__init__.py"
         self.imports: dict[str, dict[str, Any]] = {}
@@ -85,11 +112,22 @@ class _Scanner:
 
     # -- helpers ---------------------------------------------------------------
 
+    def segment(self, node: ast.AST) -> str:
+        """The source text of ``node`` (``ast.get_source_segment`` re-splits the file each call)."""
+        lines = self.lines
+        first, last = node.lineno - 1, node.end_lineno - 1  # type: ignore[attr-defined]
+        start, end = node.col_offset, node.end_col_offset  # type: ignore[attr-defined]
+        if first == last:
+            return lines[first][start:end].decode("utf-8")
+        parts = [lines[first][start:]] + lines[first + 1 : last] + [lines[last][:end]]
+        return b"".join(parts).decode("utf-8")
+
+    def column(self, node: ast.AST) -> int:
+        """1-based column in characters (ast counts UTF-8 bytes)."""
+        return len(self.lines[node.lineno - 1][: node.col_offset].decode("utf-8", "replace")) + 1
+
     def expr(self, node: ast.AST) -> Expr:
-        src = ast.get_source_segment(self.text, node)
-        if src is None:  # pragma: no cover - ast always has positions for parsed code
-            src = ast.unparse(node)
-        return {"src": src, "line": node.lineno, "col": node.col_offset + 1}
+        return {"src": self.segment(node), "line": node.lineno, "col": self.column(node)}
 
     def absolute_module(self, module: str | None, level: int) -> str:
         """Resolve ``from ..x import y`` against this file's package."""
@@ -137,7 +175,7 @@ class _Scanner:
             "star": any(isinstance(a, ast.Starred) for a in call.args)
             or any(kw.arg is None for kw in call.keywords),
             "line": call.lineno,
-            "col": call.col_offset + 1,
+            "col": self.column(call),
         }
 
     # -- walking -----------------------------------------------------------------
@@ -212,7 +250,7 @@ class _Scanner:
                 continue
             record.update(self.target_info(node))
             record["decorator_line"] = deco.lineno
-            record["decorator_col"] = deco.col_offset + 1
+            record["decorator_col"] = self.column(deco)
             self.endpoints.append(record)
             return
 
@@ -241,12 +279,12 @@ class _Scanner:
         if isinstance(deco, (ast.Name, ast.Attribute)) and (self.dotted(deco) or "").endswith("remote"):
             dotted = self.dotted(deco) or ""
             if self.qualify(dotted) in (f"{SDK_PACKAGE}.remote", f"{SDK_PACKAGE}.client.remote"):
-                self.unsupported.append({"what": "@remote without a resource config", "line": deco.lineno, "col": deco.col_offset + 1})
+                self.unsupported.append({"what": "@remote without a resource config", "line": deco.lineno, "col": self.column(deco)})
                 return None
         if isinstance(deco, ast.Name):
             if self.is_endpoint_class(deco):
                 self.unsupported.append(
-                    {"what": "bare @Endpoint", "line": deco.lineno, "col": deco.col_offset + 1}
+                    {"what": "bare @Endpoint", "line": deco.lineno, "col": self.column(deco)}
                 )
                 return None
             # ``@ep`` where ep may be an Endpoint object (here or imported); decided later.
@@ -257,7 +295,7 @@ class _Scanner:
         info: dict[str, Any] = {
             "target": node.name,
             "line": node.lineno,
-            "col": node.col_offset + 1,
+            "col": self.column(node),
             "is_class": isinstance(node, ast.ClassDef),
             "is_async": isinstance(node, ast.AsyncFunctionDef),
             "calls": sorted(
@@ -299,4 +337,6 @@ class _Scanner:
 def scan_source(data: bytes, relpath: str) -> dict[str, Any]:
     """Scan one file's bytes; ``relpath`` is its POSIX path inside the app."""
     tree, text = parse_source(data, relpath)
-    return _Scanner(relpath, text).run(tree)
+    result = _Scanner(relpath, text).run(tree)
+    result["needs_python"] = oldest_python(text)
+    return result

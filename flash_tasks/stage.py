@@ -56,9 +56,14 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path, default: Any = None) -> Any:
+    """A state file's content, or ``default`` when it is missing or damaged.
+
+    A damaged file (say, emptied by a power cut) then simply makes its task run
+    again instead of failing every later build.
+    """
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError, ValueError, UnicodeDecodeError):
         return default
 
 

@@ -313,3 +313,26 @@ def test_deployable_class_needs_an_image() -> None:
 def test_remote_on_lb_class_needs_method_and_path() -> None:
     with pytest.raises(BuildError, match="method= and path="):
         manifest({"a.py": LEGACY + "@remote(LiveLoadBalancer(name='x'))\ndef f(): ...\n"})
+
+
+def test_syntax_newer_than_the_target_python_is_located() -> None:
+    files = {
+        "w.py": HEADER + "@Endpoint(name='w')\ndef f(): ...\n",
+        "util.py": "def g():\n    try:\n        pass\n    except* ValueError:\n        pass\n",
+    }
+    with pytest.raises(BuildError) as info:
+        manifest(files, python="3.10")
+    err = info.value
+    assert err.path == "util.py" and "3.11" in err.message and "3.10" in err.message
+    assert manifest(files, python="3.11").manifest.python_version == "3.11"
+
+
+def test_endpoint_in_a_dotted_file_name_is_refused() -> None:
+    with pytest.raises(BuildError, match="contains a dot"):
+        manifest({"my.worker.py": HEADER + "@Endpoint(name='w')\ndef f(): ...\n"})
+
+
+def test_columns_count_characters_not_bytes() -> None:
+    with pytest.raises(BuildError) as info:
+        manifest({"w.py": HEADER + "@Endpoint(name='ééé', gpu=GpuGroup.NOPE)\ndef f(): ...\n"})
+    assert info.value.col == len("@Endpoint(name='ééé', gpu=") + 1

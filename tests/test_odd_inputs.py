@@ -140,13 +140,6 @@ def test_spaces_and_unicode_in_file_and_folder_names(tmp_path: Path, index: dict
     assert manifest(app)["resources"]["unicode"]["module_path"] == "my dir.ünï cödé.wörker 2"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="graph.task_name maps ':' to '%3A' but leaves '%' alone, so 'a:b.py' and 'a%3Ab.py' both become task "
-    "'scan:a%3Ab.py'; doit stops with 'Task generation scan has duplicated definition' and the build fails with "
-    "'the build graph failed: doit exit code 3' (no location, no hint). Fix: escape '%' first "
-    "(rel.replace('%', '%25').replace(':', '%3A'))",
-)
 def test_colon_and_percent_in_file_names(tmp_path: Path, index: dict[str, object]) -> None:
     app = tmp_path / "colons"
     write(app / "main.py", endpoint("w"))
@@ -156,14 +149,6 @@ def test_colon_and_percent_in_file_names(tmp_path: Path, index: dict[str, object
     assert content(app, "./a:b.py") == b"X = 1\n" and content(app, "./a%3Ab.py") == b"X = 2\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found by test_arbitrary_file_names_ship_exactly: a Python file with '=' in its name ('a=b.py', legal "
-    "everywhere) becomes doit task 'scan:a=b.py', and doit refuses task names containing '=' ('name must not use the "
-    "char = (equal sign)'), printed as 'ERROR: ...' plus 'error: the build graph failed: doit exit code 3' (no "
-    "location, no hint). Fix: percent-encode task names completely in graph.task_name (e.g. "
-    "urllib.parse.quote(rel, safe='/'), which also fixes the ':'/'%' collision)",
-)
 def test_equals_sign_in_a_python_file_name(tmp_path: Path, index: dict[str, object]) -> None:
     app = tmp_path / "equals"
     write(app / "main.py", endpoint("w"))
@@ -248,13 +233,6 @@ def test_arbitrary_file_names_ship_exactly(
     assert build(app, index).ran == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an endpoint in a file whose name has a dot ('my.worker.py') builds fine, but scan.module_name makes its "
-    "module 'my.worker' and the generated handler runs importlib.import_module('my.worker'), which looks for a package "
-    "'my': the worker fails with ModuleNotFoundError at boot. Fix: reject endpoint files (and folders) whose names are "
-    "not importable path components ('.' in a stem) with a located error, or load the module by file path",
-)
 def test_endpoint_in_a_file_whose_name_is_not_a_module_name(tmp_path: Path, index: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
     app = tmp_path / "dotted"
     write(app / "my.worker.py", endpoint("dotted"))
@@ -317,14 +295,6 @@ print(time.perf_counter() - started)
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scan is quadratic in the number of module-level assignments: scan._Scanner.expr calls "
-    "ast.get_source_segment(self.text, node), which re-splits the whole file with the pure-Python "
-    "ast._splitlines_no_ff on every call (2,000 constants: 6 s, 4,000: 18 s, 8,000: 77 s on this machine; a 4.5 MB "
-    "literal: 1.7 s per call). Fix: split the text into lines once per file and slice by "
-    "(lineno, col_offset, end_lineno, end_col_offset) (offsets are UTF-8 bytes)",
-)
 def test_many_module_constants_scan_quickly() -> None:
     # 4,000 constants: linear scanning takes well under a second; the bound only catches the blow-up.
     try:
@@ -410,13 +380,6 @@ def test_symlink_loops_do_not_hang(tmp_path: Path, local_index: Path) -> None:
     assert not [n for n in names if n.startswith(("./self/", "./sub/up/", "./a", "./b", "./broken"))], sorted(names)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="files.scan_app_tree follows a symlink that resolves inside the app without checking whether its target is "
-    "ignored: a link to .flash ships the build state (.doit.db, .state/, locks/) under the link's name and the build "
-    "never reaches a no-op (each build changes what the next one ships). Fix: skip links whose resolved target is "
-    "ignored (.flash/, .venv/, .env ...) or lies under .flash",
-)
 def test_symlink_to_the_build_folder(tmp_path: Path, index: dict[str, object]) -> None:
     app = tmp_path / "selfref"
     write(app / "main.py", endpoint("w"))
@@ -472,12 +435,6 @@ def test_crlf_line_endings_and_a_bom_in_an_endpoint_file(tmp_path: Path, index: 
     assert_one_clear_error(code, err, 1, r"(?m)^main\.py:5:9: error: ", r"cpu3c-1-2")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="error columns are UTF-8 byte offsets, not characters: scan._Scanner.expr/call_record use "
-    "ast col_offset + 1, which counts bytes, so an error after non-ASCII text on the line is reported too far right "
-    "(main.py:4:30 instead of 4:27 after 'ééé'). Fix: convert with len(line_bytes[:col_offset].decode('utf-8')) + 1",
-)
 def test_error_column_after_non_ascii_text(tmp_path: Path, index: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
     app = tmp_path / "columns"
     write(app / "main.py", endpoint("w").replace('name="w", cpu="cpu3c-1-2"', 'name="ééé", cpu="cpu3c-1-3"'))

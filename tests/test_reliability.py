@@ -557,13 +557,6 @@ def test_artifact_over_the_size_limit(
 # -- a failed build must not leave a manifest that disagrees with the artifact ----------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="graph.manifest_action writes .flash/flash_manifest.json before lock/install/archive run; when a later phase "
-    "fails (dependency error, size limit, disk full), the published manifest describes the failed sources while "
-    "artifact.tar.gz (and the manifest inside it) is still the previous build's, so a deploy would pair them. "
-    "Fix: publish .flash/flash_manifest.json in the archive task, right after the artifact is renamed into place",
-)
 def test_failed_build_keeps_the_published_manifest_with_its_artifact(app: Path, builds: Builds, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(builds.args(app, "-q"), capsys)[0] == 0
     manifest = app / ".flash" / "flash_manifest.json"
@@ -633,12 +626,6 @@ def test_disk_full_while_writing_the_artifact(small_disk: Path, builds: Builds, 
     assert run_tasks(builds.config(app)).ran == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="archive._atomic_output turns ENOSPC into BuildError('no space left on device while writing ...; free space "
-    "and rebuild') with no hint= (stage._disk_error has one), so the message has no 'hint:' line and does not say the "
-    "previous artifact was kept",
-)
 def test_disk_full_message_has_a_hint(app: Path, builds: Builds, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     from flash_tasks import archive
 
@@ -765,14 +752,14 @@ _TRUNCATED_LOCK_REASON = (
 @pytest.mark.parametrize(
     "state_file",
     [
-        pytest.param(".state/stage.json", marks=pytest.mark.xfail(strict=True, reason=_TRUNCATED_REASON)),
-        pytest.param(".state/installed.json", marks=pytest.mark.xfail(strict=True, reason=_TRUNCATED_REASON)),
-        pytest.param(".state/files.json", marks=pytest.mark.xfail(strict=True, reason=_TRUNCATED_REASON)),
-        pytest.param(".state/handlers.json", marks=pytest.mark.xfail(strict=True, reason=_TRUNCATED_REASON)),
-        pytest.param(".state/env.json", marks=pytest.mark.xfail(strict=True, reason=_TRUNCATED_REASON)),
-        pytest.param(".state/task-configs.json", marks=pytest.mark.xfail(strict=True, reason=_TRUNCATED_REASON)),
-        pytest.param(".state/scan/main.py.json", marks=pytest.mark.xfail(strict=True, reason=_TRUNCATED_REASON)),
-        pytest.param("locks/worker.txt", marks=pytest.mark.xfail(strict=True, reason=_TRUNCATED_LOCK_REASON)),
+        ".state/stage.json",
+        ".state/installed.json",
+        ".state/files.json",
+        ".state/handlers.json",
+        ".state/env.json",
+        ".state/task-configs.json",
+        ".state/scan/" + hashlib.sha1(b"main.py").hexdigest() + ".json",  # main.py's scan
+        "locks/worker.txt",
         ".state/groups.json",
         "locks/install.lock",
         ".doit.db",
@@ -937,39 +924,6 @@ def test_two_apps_sharing_one_uv_cache_at_once(local_index: Path, heavy_index: P
 
 # -- crash safety --------------------------------------------------------------------------------
 
-#: Extra artifact entries a killed build leaves in .flash/.build today (uv's target lock, uv's
-#: unpack folders, our own temporary files). Tolerated by the kill loop so that it keeps guarding
-#: everything else; the strict xfail tests below pin each one until it is fixed.
-KNOWN_STRAY = re.compile(r"^\./\.lock$|(^|/)\.tmp[A-Za-z0-9_]+(/|$)|(^|/)\.[^/]+\.tmp-\d+(-\d+)?$|(^|/)\.[^/]+\.[a-z0-9_]{8}\.tmp$")
-
-
-def top_level(name: str) -> str:
-    return name.removeprefix("./").split("/", 1)[0]
-
-
-def known_damage(got: list[tuple[str, str, int]], expected: list[tuple[str, str, int]]) -> set[str] | None:
-    """Which known bugs explain the difference between a recovered and a clean artifact (None: unexplained).
-
-    * "stray": entries matching KNOWN_STRAY (test_kill_during_install_ships_no_uv_leftovers,
-      test_temporary_file_of_a_killed_write_is_never_shipped);
-    * "orphan": files of a package whose dist-info is gone (a removal cut short,
-      test_interrupted_removal_of_a_dependency_leaves_no_orphans).
-    """
-    extra = sorted(set(got) - set(expected))
-    if set(expected) - set(got) or not extra:
-        return None
-    expected_tops = {top_level(name) for name, _, _ in expected}
-    kinds: set[str] = set()
-    for name, _, _ in extra:
-        if KNOWN_STRAY.search(name):
-            kinds.add("stray")
-        elif top_level(name) not in expected_tops and not top_level(name).endswith(".dist-info"):
-            kinds.add("orphan")
-        else:
-            return None
-    return kinds
-
-
 KILL_ROUNDS = int(os.environ.get("FLASH_KILL_ROUNDS", "50"))
 KILL_SEED = int(os.environ.get("FLASH_KILL_SEED", "20261130"))
 HELPER_VARIANTS = ("HELPER = 1\n", "HELPER = 2  # edited\n", "HELPER = {'three': 3}\n")
@@ -1091,7 +1045,6 @@ def test_kill_loop(local_index: Path, heavy_index: Path, tmp_path: Path, capsys:
     phases: Counter[str] = Counter()
     signals: Counter[str] = Counter()
     scenarios: Counter[str] = Counter()
-    known_hits: Counter[str] = Counter()
     leaks: set[str] = set()
     started = time.monotonic()
 
@@ -1167,16 +1120,11 @@ def test_kill_loop(local_index: Path, heavy_index: Path, tmp_path: Path, capsys:
         got = listing(app / ".flash" / "artifact.tar.gz")
         expected = reference()
         if got != expected:
-            kinds = known_damage(got, expected)
-            if kinds is None:
-                extra = sorted(set(got) - set(expected))
-                missing = sorted(set(expected) - set(got))
-                failures.append(f"{label}: artifact differs from a clean build: extra {extra[:5]}, missing {missing[:5]}")
-                shutil.rmtree(app / ".flash", ignore_errors=True)
-                continue
-            known_hits.update(kinds)
-            shutil.rmtree(app / ".flash", ignore_errors=True)  # start over so later rounds still tell us something
-            run_tasks(builds().config(app))
+            extra = sorted(set(got) - set(expected))
+            missing = sorted(set(expected) - set(got))
+            failures.append(f"{label}: artifact differs from a clean build: extra {extra[:5]}, missing {missing[:5]}")
+            shutil.rmtree(app / ".flash", ignore_errors=True)
+            continue
         again = run_tasks(builds().config(app))
         if again.ran and graph.tool_fingerprint() != tool_before:
             again = run_tasks(builds().config(app))  # flash_tasks/ was edited meanwhile: everything reran once
@@ -1191,7 +1139,6 @@ def test_kill_loop(local_index: Path, heavy_index: Path, tmp_path: Path, capsys:
             f"\nkill loop: {survived}/{KILL_ROUNDS} kills survived in {took:.0f}s (seed {KILL_SEED}); "
             f"full build {full:.2f}s, incremental {incremental:.2f}s\n"
             f"  kills by phase: {dict(phases)}; by signal: {dict(signals)}; by scenario: {dict(scenarios)}\n"
-            f"  recoveries whose artifact had known damage (see the xfail tests below): {dict(known_hits)}\n"
             f"  temporary files left in .flash after recovery (never cleaned): {len(leaks)}"
         )
     assert not failures, "\n\n".join(failures)
@@ -1217,14 +1164,6 @@ def start_and_kill_during_install(app: Path, builds: Builds, how: int = signal.S
     return proc
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a build killed while uv installs leaves uv's target lock .flash/.build/.lock (deps._install_entries removes "
-    "it only after uv returns, and the next install sees it as pre-existing and keeps it) and uv's unpack folders "
-    "(<pkg>/.tmpXXXX) in .flash/.build; package.build_archive archives the whole build folder, so ./.lock and "
-    "./manyfiles/.tmpXXXX/... ship in every later artifact. Fix: archive only tracked entries (stage files, handlers, "
-    "manifest, runpod_flash, installed distributions' RECORD), or sweep untracked entries from .flash/.build before archiving",
-)
 def test_kill_during_install_ships_no_uv_leftovers(local_index: Path, heavy_index: Path, tmp_path: Path) -> None:
     builds = Builds([local_index, heavy_index])
     app = heavy_app(tmp_path, "killed", "manyfiles\ntinydep==1.0\n")
@@ -1233,15 +1172,6 @@ def test_kill_during_install_ships_no_uv_leftovers(local_index: Path, heavy_inde
     assert listing(app / ".flash" / "artifact.tar.gz") == clean_build(app, builds, tmp_path)[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deps._remove_distribution deletes the files RECORD lists in RECORD order, and a dist-info's own entries "
-    "sort before its package ('middep-1.0.dist-info/...' < 'middep/...'): a build interrupted (Ctrl-C, SIGKILL) while "
-    "removing a dropped dependency has already deleted the dist-info but not middep/, so no later install knows the "
-    "files belong to anything and package.build_archive ships middep/ in every later artifact. Fix: delete the "
-    "listed files first and the dist-info (RECORD) last, or move the dist-info to a removal journal first and finish "
-    "journaled removals at the start of install",
-)
 def test_interrupted_removal_of_a_dependency_leaves_no_orphans(app: Path, builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from flash_tasks import deps
 
@@ -1263,15 +1193,6 @@ def test_interrupted_removal_of_a_dependency_leaves_no_orphans(app: Path, builds
     assert listing(app / ".flash" / "artifact.tar.gz") == clean_build(app, builds, tmp_path)[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stage.copy_atomic / write_bytes_atomic ('.<name>.tmp-<pid>') and handlers._atomic_write "
-    "('.<name>.<random>.tmp', from mkstemp) put their temporary files next to the target inside .flash/.build; a SIGKILL "
-    "before os.replace(), or a Ctrl-C landing between mkstemp() and the try/finally (seen in the kill loop: "
-    "runpod_flash/runtime/._flash_resource_config.py.z5h_z1dk.tmp) or inside write_bytes_atomic (which cleans up on "
-    "OSError only), leaves it there and package.build_archive ships it in every later artifact. Fix: write temporaries "
-    "outside .flash/.build (e.g. .flash/.state/tmp, cleared under the build lock at start), or sweep them before archiving",
-)
 def test_temporary_file_of_a_killed_write_is_never_shipped(app: Path, builds: Builds, tmp_path: Path) -> None:
     run_tasks(builds.config(app))
     # What a SIGKILL inside stage.copy_atomic leaves behind (same name pattern, a pid that is gone).
@@ -1304,16 +1225,6 @@ def test_temporary_files_of_killed_builds_are_cleaned_up(app: Path, builds: Buil
     assert [p for p in leftovers if p.exists()] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="doit records task state only when a run ends (doit.dependency.SqliteDB.dump in Runner.finish); a SIGKILL "
-    "after scan:main.py/manifest wrote their targets for the new source loses those records, so after the source is "
-    "reverted doit finds scan:main.py up to date (source md5 == recorded) while .state/scan/main.py.json is the killed "
-    "build's; manifest then reruns from that stale scan and the build succeeds with workersMax from the reverted-away "
-    "source. Fix: mark a build as running in .flash/.state (removed after doit's state is saved) and, when the marker "
-    "is found at start, forget doit's records (the expensive phases keep their own content checks), or give each task "
-    "an uptodate that checks its target records the digest of its current inputs",
-)
 def test_kill_then_revert_a_source_file(local_index: Path, heavy_index: Path, tmp_path: Path) -> None:
     builds = Builds([local_index, heavy_index])
     app = heavy_app(tmp_path, "reverted", "tinydep==1.0\n")
@@ -1330,15 +1241,6 @@ def test_kill_then_revert_a_source_file(local_index: Path, heavy_index: Path, tm
     assert listing(app / ".flash" / "artifact.tar.gz") == expected_listing
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SIGKILL during install after lock:<group> wrote the new lock, then the requirement change is reverted: doit "
-    "still holds the old record of lock:worker (state is saved only when a run ends), skips it, and "
-    "deps.combine_locks raises ValueError('lock of group ... is out of date; run lock_group first'), reported as "
-    "'the build graph failed: PythonAction Error' with a traceback on every build until .flash is deleted. "
-    "Fix: a lock uptodate check comparing the lock's '# inputs:' digest with LockPlan.digest(group), and the "
-    "crash marker described in test_kill_then_revert_a_source_file",
-)
 def test_kill_then_revert_requirements(local_index: Path, heavy_index: Path, tmp_path: Path) -> None:
     builds = Builds([local_index, heavy_index])
     app = heavy_app(tmp_path, "reverted", "tinydep==1.0\n")

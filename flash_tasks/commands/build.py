@@ -101,7 +101,7 @@ class PhaseFacts:
         return text
 
     def _manifest(self, events: list[TaskEvent]) -> str:
-        manifest = read_json(self.paths.manifest, {}) or {}
+        manifest = read_json(self.paths.build_manifest, {}) or {}
         resources = manifest.get("resources") or {}
         functions = sum(len(r.get("functions", [])) for r in resources.values())
         routes = sum(len(r) for r in (manifest.get("routes") or {}).values())

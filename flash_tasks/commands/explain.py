@@ -72,6 +72,7 @@ class Explainer:
     def __init__(self, config: BuildConfig) -> None:
         self.config = config
         self._previous: dict[str, Any] | None = None
+        self._scan_names: dict[str, str] | None = None
 
     # -- paths -----------------------------------------------------------------------
 
@@ -84,12 +85,21 @@ class Explainer:
             return str(p)
         if rel in _STATE_NAMES:
             return _STATE_NAMES[rel]
-        scans = ".flash/.state/scan/"
-        if rel.startswith(scans) and rel.endswith(".json"):
-            return f"the scan of {rel[len(scans):-5]}"
+        if p.parent == self.config.paths.scans:
+            return f"the scan of {self._scanned_files().get(p.name, p.name)}"
         if rel.startswith(".flash/locks/") and rel.endswith(".txt"):
             return f"the lock of {rel[len('.flash/locks/'):-4]}"
         return rel
+
+    def _scanned_files(self) -> dict[str, str]:
+        """Scan file name -> the source file it describes (scan files are named by hash)."""
+        if self._scan_names is None:
+            from ..graph import scan_target
+            from ..stage import read_json
+
+            files = (read_json(self.config.paths.files_json, {}) or {}).get("files", [])
+            self._scan_names = {scan_target(self.config, rel).name: rel for rel in files if rel.endswith(".py")}
+        return self._scan_names
 
     def _files(self, paths: list[str]) -> list[str]:
         return [self.show(p) for p in sorted(paths)]
