@@ -897,7 +897,7 @@ def _dependency_error(run: _UvRun, settings: DepsSettings, specs: Sequence[Requi
             hint="check the network connection and index settings; a rebuild with unchanged locks works offline",
         )
     if "No space left on device" in stderr or "os error 28" in stderr:
-        return DependencyError(
+        return BuildError(
             f"no space left on device while {action}\n  uv: {cause}",
             hint="free some disk space and build again; the previous artifact was left as it was",
         )

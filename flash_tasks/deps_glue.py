@@ -48,6 +48,8 @@ class LockPlan:
         app = collect_app_requirements(config.app_dir)
         endpoints = {group: [(d["requirement"], d["origin"]) for d in deps] for group, deps in info["groups"].items()}
         self.groups = {spec.name: spec for spec in plan_groups(app, endpoints)} if endpoints else {}
+        for spec in {s.origin: s for g in self.groups.values() for s in g.requirements}.values():
+            refuse_local_project(spec.text, spec.origin)
         self.files = [str(Path(f)) for f in app.files]
         self.warnings = list(app.warnings)
 
@@ -55,6 +57,25 @@ class LockPlan:
         from .deps import lock_inputs_digest
 
         return lock_inputs_digest(self.groups[group], self.settings)
+
+
+def refuse_local_project(text: str, origin: str) -> None:
+    """Flash installs wheels only: a requirement on a local folder or archive would need a build."""
+    import re
+
+    from .errors import DependencyError
+
+    target = text.split(";", 1)[0].strip()
+    local = re.search(r"@\s*file:", target) or target.startswith((".", "/", "~")) or re.search(r"\.(tar\.gz|zip|tgz)$", target)
+    if local:
+        path, _, line = origin.rpartition(":")
+        raise DependencyError(
+            f"requirement {text!r} points at a local project or archive, which would have to be built from source",
+            path=path or origin,
+            line=int(line) if line.isdigit() else None,
+            hint="Flash installs published wheels only; put your own code in the app folder (it ships as it is), "
+            "or publish a wheel and require it by name",
+        )
 
 
 def lock_group_action(config: BuildConfig, group: str) -> None:

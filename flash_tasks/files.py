@@ -152,6 +152,14 @@ def scan_app_tree(app_dir: Path) -> AppFiles:
             rel = prefix + name
             if _is_ignored(levels, rel, is_dir):
                 continue
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BuildError(
+                    f"the name of {rel.encode('utf-8', 'surrogateescape')!r} is not valid UTF-8",
+                    path=prefix.rstrip("/") or ".",
+                    hint="rename it with UTF-8 characters, or add it to .gitignore so it does not ship",
+                ) from None
             if not is_dir:
                 if via_link or is_link:
                     linked.append((rel, real))

@@ -188,7 +188,8 @@ def check_readable(app_dir: Path, files: list[str]) -> None:
     """Every shipped file must be readable, before doit hashes it (and fails with a traceback)."""
     for rel in files:
         try:
-            os.close(os.open(app_dir / rel, os.O_RDONLY))
+            with open(app_dir / rel, "rb"):
+                pass
         except PermissionError:
             raise BuildError(
                 f"cannot read {rel}: permission denied",

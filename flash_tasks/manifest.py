@@ -139,7 +139,8 @@ class ManifestBuilder:
                 raise BuildError(
                     f"endpoint {name!r} is defined in more than one file: {', '.join(files)}",
                     path=members[-1].path,
-                    line=members[-1].record["line"],
+                    line=members[-1].record["decorator_line"],
+                    col=members[-1].record["decorator_col"],
                     hint="give each endpoint a unique name, or keep an endpoint's functions in one file",
                 )
             objects = {id(d.endpoint): d.endpoint for d in members}
@@ -199,6 +200,7 @@ class ManifestBuilder:
                         f"(endpoint {registry[fn_name]!r}) and here (endpoint {name!r})",
                         path=d.path,
                         line=d.record["line"],
+                        col=d.record["col"],
                         hint="rename one of the functions; the worker looks functions up by name",
                     )
                 registry[fn_name] = name

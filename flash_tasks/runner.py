@@ -192,7 +192,7 @@ RUNNING_MARKER = "running"
 
 
 def recover_if_interrupted(config: BuildConfig) -> bool:
-    """After a killed build, forget doit's record and sweep its temporary files.
+    """Sweep a killed build's temporary files and, after one, forget doit's record.
 
     doit writes its record of finished tasks when a run ends, but outputs are
     renamed into place as each task finishes; a build killed in between leaves
@@ -202,14 +202,18 @@ def recover_if_interrupted(config: BuildConfig) -> bool:
     keys) keep that cheap. Returns True when there was something to recover.
     """
     paths = config.paths
+    # Temporary files only a killed build leaves (no other build of this app runs: we hold its lock).
+    for pattern in (".*.tmp-*", ".flash-sdk-*"):
+        for leftover in paths.flash.glob(pattern):
+            _remove_tree(leftover)
+    if paths.segments.is_dir():
+        for leftover in paths.segments.glob(".*"):
+            _remove_tree(leftover)
     if not (paths.state / RUNNING_MARKER).exists():
         return False
     for db in paths.flash.glob(paths.db.name + "*"):
         db.unlink(missing_ok=True)
-    for pattern in (".*.tmp-*", ".flash-sdk-*"):
-        for leftover in paths.flash.glob(pattern):
-            _remove_tree(leftover)
-    for folder in (paths.state, paths.segments, paths.locks):
+    for folder in (paths.state, paths.locks):
         if folder.is_dir():
             for leftover in folder.rglob(".*"):
                 _remove_tree(leftover)

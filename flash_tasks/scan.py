@@ -48,15 +48,23 @@ def module_name(relpath: str) -> str:
 
 def decode_source(data: bytes, relpath: str) -> str:
     """Decode a Python file the way the interpreter would (BOM, coding cookie)."""
+    line = col = None
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
         return data.decode(encoding)
-    except (SyntaxError, UnicodeDecodeError, LookupError) as exc:
-        raise BuildError(
-            f"cannot decode {relpath}: {exc}",
-            path=relpath,
-            hint="save the file as UTF-8 (or declare its encoding with a '# -*- coding: ... -*-' line)",
-        ) from None
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        reason = f"byte 0x{data[exc.start]:02x} is not valid {exc.encoding}"
+    except (SyntaxError, LookupError) as exc:
+        reason = str(exc)
+    raise BuildError(
+        f"cannot decode {relpath}: {reason}",
+        path=relpath,
+        line=line,
+        col=col,
+        hint="save the file as UTF-8 (or declare its encoding with a '# -*- coding: ... -*-' line)",
+    )
 
 
 def parse_source(data: bytes, relpath: str) -> tuple[ast.Module, str]:
@@ -65,13 +73,14 @@ def parse_source(data: bytes, relpath: str) -> tuple[ast.Module, str]:
     try:
         tree = ast.parse(text, filename=relpath)
     except SyntaxError as exc:
+        host = f"{sys.version_info[0]}.{sys.version_info[1]}"
         raise BuildError(
             f"syntax error: {exc.msg}",
             path=relpath,
             line=exc.lineno,
             col=exc.offset,
-            hint="fix the syntax error; every shipped .py file must parse (newer-Python syntax needs "
-            "flash itself to run on that Python)",
+            hint="fix the syntax error; every shipped .py file must parse. Syntax newer than the Python "
+            f"running flash (e.g. 3.12's `type X = ...`) needs flash to run on that Python (this is Python {host})",
         ) from None
     return tree, text
 
@@ -338,5 +347,20 @@ def scan_source(data: bytes, relpath: str) -> dict[str, Any]:
     """Scan one file's bytes; ``relpath`` is its POSIX path inside the app."""
     tree, text = parse_source(data, relpath)
     result = _Scanner(relpath, text).run(tree)
-    result["needs_python"] = oldest_python(text)
+    needs = oldest_python(text)
+    if needs is not None:
+        _point_at_construct(tree, needs)
+    result["needs_python"] = needs
     return result
+
+
+def _point_at_construct(tree: ast.Module, needs: dict[str, Any]) -> None:
+    """Move the position to the construct itself where the parser reports a later line."""
+    try_star = getattr(ast, "TryStar", None)
+    if try_star is None or needs["version"] != "3.11":
+        return
+    for node in ast.walk(tree):
+        if isinstance(node, try_star) and node.handlers:
+            handler = node.handlers[0]
+            needs["line"], needs["col"] = handler.lineno, handler.col_offset + 1
+            return

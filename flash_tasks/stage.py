@@ -22,7 +22,11 @@ COPY_CHUNK = 1 << 20
 
 
 def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    """A hidden temporary name next to ``path`` that still fits the 255-byte name limit."""
+    name = path.name
+    if len(name.encode("utf-8", "surrogateescape")) > 200:
+        name = hashlib.sha1(name.encode("utf-8", "surrogateescape")).hexdigest()
+    return path.with_name(f".{name}.tmp-{os.getpid()}")
 
 
 def _disk_error(exc: OSError, path: Path) -> BuildError:

@@ -170,13 +170,6 @@ def test_colon_and_newline_in_file_names(tmp_path: Path, index: dict[str, object
     assert build(app, index).ran == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a file name that is not valid UTF-8 (bytes 'caf\\xe9.py', legal on Linux) reaches doit as a surrogate-escaped "
-    "task name; doit's sqlite lookup raises UnicodeEncodeError, DoitMain prints the traceback and the build fails with "
-    "'the build graph failed: doit exit code 3'. Fix: in files.scan_app_tree reject names that do not encode as UTF-8 "
-    "with a BuildError naming the path (repr) and a hint to rename it (archive._encode_name already has that message)",
-)
 def test_file_name_that_is_not_utf8(tmp_path: Path, index: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
     app = tmp_path / "latin1"
     write(app / "main.py", endpoint("w"))
@@ -185,13 +178,6 @@ def test_file_name_that_is_not_utf8(tmp_path: Path, index: dict[str, object], ca
     assert_one_clear_error(code, err, 1, r"(?i)utf-8|rename")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="file names of 240-255 bytes are legal but break the build: the scan output .state/scan/<name>.json and the "
-    "temporary names '.<name>.json.tmp-<pid>' / '.<name>.tmp-<pid>' (stage.write_bytes_atomic, copy_atomic) go past "
-    "the 255-byte limit; ENAMETOOLONG escapes as 'the build graph failed: PythonAction Error' with a traceback. Fix: name "
-    "scan outputs by a hash of the path, keep temporary names short, and turn other OSErrors into a located BuildError",
-)
 def test_longest_legal_file_names(tmp_path: Path, index: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
     app = tmp_path / "long"
     write(app / "main.py", endpoint("w"))
@@ -501,14 +487,6 @@ def test_pep695_syntax_targeting_python_310_fails_at_the_line(tmp_path: Path, in
     assert_one_clear_error(code, err, 1, r"(?m)^main\.py:3:\d+: error: ")
 
 
-@pytest.mark.xfail(
-    sys.version_info < (3, 12),
-    strict=True,
-    reason="`type X = ...` (PEP 695) is valid for the default target, Python 3.12, but scan.parse_source parses with the "
-    "host's ast (3.11 here) and reports 'main.py:3:6: error: syntax error: invalid syntax', which says nothing about "
-    "the host/target mismatch. Fix: when the host Python is older than the target and parsing fails, say so "
-    "('this looks like Python 3.12 syntax; flash build runs on Python 3.11: run it with Python >= 3.12')",
-)
 def test_pep695_syntax_targeting_python_312(tmp_path: Path, index: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
     app = tmp_path / "typed"
     write(app / "main.py", PEP695_ENDPOINT)
@@ -519,14 +497,6 @@ def test_pep695_syntax_targeting_python_312(tmp_path: Path, index: dict[str, obj
         assert_one_clear_error(code, err, 1, r"(?m)^main\.py:3:\d+: error: ", r"3\.12", re.escape(host))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`except*` (Python 3.11+) with --python-version 3.10 builds without a word: scan.parse_source uses "
-    "ast.parse without feature_version, so syntax newer than the target passes whenever the host can parse it, and "
-    "the 3.10 worker fails with SyntaxError on import. Fix: record in the scan the oldest Python that parses the file "
-    "(ast.parse(..., feature_version=(3, 10)) / (3, 11)), keeping scans target-independent, and fail (or warn) in the "
-    "manifest phase with the file:line when the target is older",
-)
 def test_newer_syntax_than_the_target_is_reported(tmp_path: Path, index: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
     app = tmp_path / "groups"
     write(app / "main.py", EXCEPT_STAR_ENDPOINT)

@@ -253,12 +253,6 @@ def test_same_endpoint_name_in_two_files(app: Path, builds: Builds, capsys: pyte
     assert "main.py" in message.split("error:", 1)[1] and "other.py" in message.split("error:", 1)[1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="manifest.py (duplicate endpoint name across files) raises BuildError(path=..., line=members[-1].record['line']) "
-    "without col, so the location is 'other.py:9' instead of 'file:line:col' (the 'two endpoints are named ...' error "
-    "next to it has the same gap); use self.where(obj, 'name') to point at the name= argument",
-)
 def test_same_endpoint_name_in_two_files_has_a_column(app: Path, builds: Builds, capsys: pytest.CaptureFixture[str]) -> None:
     (app / "other.py").write_text(main_py(workers=1).replace("def work(", "def other_work("))
     code, out, err = cli(builds.args(app), capsys)
@@ -374,11 +368,6 @@ def test_non_utf8_source_file(app: Path, builds: Builds, capsys: pytest.CaptureF
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scan.decode_source raises BuildError(path=relpath) without line/col although UnicodeDecodeError.start "
-    "gives the byte offset (here line 2); compute line = data.count(b'\\n', 0, start) + 1 and the column from the last newline",
-)
 def test_non_utf8_source_file_points_at_the_line(app: Path, builds: Builds, capsys: pytest.CaptureFixture[str]) -> None:
     (app / "latin.py").write_bytes(b'X = 1\nNAME = "caf\xe9"\n')
     code, out, err = cli(builds.args(app), capsys)
@@ -433,15 +422,6 @@ def test_unreadable_file(app: Path, builds: Builds, capsys: pytest.CaptureFixtur
     assert listing(artifact) == clean_build(app, builds, tmp_path)[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a shipped file that was built before, then touched (same size, new mtime) and made unreadable: doit's "
-    "dependency check (doit.dependency.MD5Checker.check_modified -> get_file_md5) raises PermissionError outside any task; "
-    "DoitMain.run prints the traceback to stderr and returns 3, and runner.run_tasks turns that into "
-    "'error: the build graph failed: doit exit code 3' with no file and no hint. Fix: check that every shipped file is "
-    "readable in graph.namespace()/files.scan_app_tree (open+close) and raise a located BuildError, and never let "
-    "DoitMain print to the user's stderr",
-)
 def test_unreadable_file_after_a_good_build(app: Path, builds: Builds, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = cli(builds.args(app, "-q"), capsys)
     assert code == 0, err
@@ -512,15 +492,6 @@ def test_conflict_between_two_groups(app: Path, builds: Builds, capsys: pytest.C
     assert "main.py" in err and "second.py" in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a requirement on a local project ('localproj @ file:///...') is resolved, then uv refuses to build it: "
-    "'Building source distributions is disabled, but attempted to build `localproj`' (install) or 'Building source "
-    "distributions for `x` is disabled' (lock, for a setup.py project); deps._dependency_error has no pattern for "
-    "either and falls back to 'installing dependencies failed' / \"resolving dependencies of group ... failed\" with "
-    "uv's text: no requirements.txt:line, no hint. Fix: treat both like the no-wheel case (location and hint), "
-    "ideally refusing non-wheel direct references when the requirements are read",
-)
 def test_local_project_requirement_is_a_located_error(app: Path, builds: Builds, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     project = write_app(tmp_path / "localproj", {"pyproject.toml": '[project]\nname = "localproj"\nversion = "1.0"\n', "localproj/__init__.py": ""})
     (app / "requirements.txt").write_text(f"tinydep==1.0\nlocalproj @ {project.as_uri()}\n")
@@ -688,13 +659,6 @@ def test_disk_full_while_installing_many_files(small_disk: Path, local_index: Pa
     assert (app / ".flash" / "artifact.tar.gz").read_bytes() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="disk full while uv installs one large file: deps._dependency_error has no case for uv's 'No space left on "
-    "device (os error 28)' and falls back to DependencyError('installing dependencies failed\\n  uv: ...'): no hint, and "
-    "exit code 3 as if a dependency could not be resolved or downloaded. Fix: recognise 'os error 28'/'No space left' in "
-    "uv's stderr and raise the disk-full BuildError (exit 1) with the usual hint",
-)
 def test_disk_full_while_installing_a_large_file(small_disk: Path, local_index: Path, bulky_index: Path, capsys: pytest.CaptureFixture[str]) -> None:
     builds = Builds([local_index, bulky_index])
     app = write_app(small_disk / "diskapp", {"main.py": main_py(), "util.py": UTIL, "requirements.txt": "tinydep==1.0\n"})
@@ -1202,13 +1166,6 @@ def test_temporary_file_of_a_killed_write_is_never_shipped(app: Path, builds: Bu
     assert listing(app / ".flash" / "artifact.tar.gz") == clean_build(app, builds, tmp_path)[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="temporary files of killed builds are never removed: .flash/.<artifact>.tmp-<pid>-<tid> (archive._atomic_output), "
-    ".flash/.state/segments/.fresh-<pid>.gz and .<segment>.tmp-* (package.build_archive skips names starting with '.' "
-    "when pruning) and .flash/.flash-sdk-* stay forever; with a 1.4 GB artifact each kill during archiving leaks 1.4 GB. "
-    "Fix: under the build lock, delete stale temporaries (pid not alive) at the start of each build",
-)
 def test_temporary_files_of_killed_builds_are_cleaned_up(app: Path, builds: Builds) -> None:
     run_tasks(builds.config(app))
     flash = app / ".flash"
@@ -1280,13 +1237,6 @@ sys.meta_path.insert(0, InterruptOnImport())
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Ctrl-C in the first ~30 ms (while `python -m flash_tasks` / the `flash` script imports flash_tasks.cli) is "
-    "outside cli.main's `except KeyboardInterrupt`: Python prints a KeyboardInterrupt traceback (and dies by SIGINT, "
-    "or exits 1 when runpy is still resolving the module). Fix: catch KeyboardInterrupt around the import in "
-    "flash_tasks/__main__.py and cli.entry and exit 130 quietly",
-)
 def test_sigint_while_starting_exits_130_without_traceback(app: Path, builds: Builds, tmp_path: Path) -> None:
     hook = tmp_path / "hook"
     hook.mkdir()
