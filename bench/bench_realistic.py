@@ -1,0 +1,278 @@
+"""Side-by-side: our ``flash build`` vs runpod-flash 1.21.0 on a realistic app.
+
+Run: ``python bench/bench_realistic.py [--runs N]`` with the interpreter that has
+flash-tasks installed (e.g. ``/tmp/dv/bin/python``). The reference is installed
+into ``$FLASH_BENCH_DIR/refvenv`` (default ``/tmp/flash-bench``) on first use.
+
+The app: a queue GPU function, a CPU class, a load-balanced API (three endpoints,
+none importing another's function) and ``requirements.txt`` with numpy, pillow,
+requests, pyyaml (~76 MB installed, ~24 MB compressed). Each tool gets its own
+copy of the app. Every round runs these cases, alternating the tools so that
+background load hits both alike:
+
+* ``cold``: ``.flash/`` deleted (package caches warm: both tools build once first);
+* ``noop``: build again, nothing changed;
+* ``edit``: a comment appended to one source file;
+* ``add-dep``: ``six`` appended to requirements.txt (an untimed build without it
+  comes first). For ours, ``.flash/.state/install-report.json`` and the segment files
+  written during the build show what was installed and compressed.
+
+Prints a table of medians (with min-max spread), ratio = reference / ours, the
+target and PASS/FAIL, then peak RSS per case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (
+    BENCH_DIR,
+    REALISTIC_EDIT_FILE,
+    append_comment,
+    delete_flash,
+    log,
+    machine_info,
+    reference_flash,
+    run_ours,
+    run_ref,
+    stats,
+    table,
+    verdict,
+    write_realistic_app,
+)
+
+SMALL_DEP = "six"
+CASES = ("cold", "noop", "edit", "add-dep")
+
+
+def set_small_dep(app: Path, present: bool) -> None:
+    req = app / "requirements.txt"
+    lines = [
+        line
+        for line in req.read_text().splitlines()
+        if line.strip() and line.strip() != SMALL_DEP
+    ]
+    if present:
+        lines.append(SMALL_DEP)
+    req.write_text("\n".join(lines) + "\n")
+
+
+def segments_written_since(app: Path, since_ns: int) -> list[str]:
+    seg = app / ".flash" / ".state" / "segments"
+    if not seg.is_dir():
+        return []
+    return sorted(p.name for p in seg.glob("*.gz") if p.stat().st_mtime_ns >= since_ns)
+
+
+def phase_breakdown(app: Path) -> list[tuple[str, str]]:
+    """Per-task seconds of ours for each case, from ``flash build --json`` (if supported)."""
+    out = []
+
+    def one(case: str) -> None:
+        result = run_ours(app, "--json", check=False)
+        try:
+            data = json.loads(result.stdout)
+        except ValueError:
+            out.append((case, f"(no --json output; exit {result.returncode})"))
+            return
+        ran = ", ".join(
+            f"{t['name']} {t['seconds']:.3f}"
+            for t in data.get("tasks", [])
+            if t.get("status") == "run"
+        )
+        total = data.get("timings", {}).get("total")
+        out.append(
+            (
+                case,
+                f"wall {result.wall:.3f} s, total {total} s; ran: {ran or 'nothing'}",
+            )
+        )
+
+    set_small_dep(app, False)
+    delete_flash(app)
+    one("cold")
+    one("noop")
+    append_comment(app / REALISTIC_EDIT_FILE, "phases")
+    one("edit")
+    set_small_dep(app, True)
+    one("add-dep")
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--runs", type=int, default=5, help="timed runs per case and tool (default 5)"
+    )
+    args = parser.parse_args()
+
+    print(machine_info())
+    reference_flash()
+    ours_app = write_realistic_app(BENCH_DIR / "realistic" / "ours" / "app")
+    ref_app = write_realistic_app(BENCH_DIR / "realistic" / "ref" / "app")
+
+    log("warm-up: one build with each tool (fills uv's and pip's caches)")
+    run_ours(ours_app)
+    run_ref(ref_app)
+
+    times: dict[tuple[str, str], list[float]] = {
+        (c, t): [] for c in CASES for t in ("ours", "ref")
+    }
+    rss: dict[tuple[str, str], list[float]] = {
+        (c, t): [] for c in CASES for t in ("ours", "ref")
+    }
+    evidence: list[dict[str, Any]] = []
+    noop_rebuilt: list[str] = []
+
+    def record(case: str, tool: str, result) -> None:  # type: ignore[no-untyped-def]
+        times[(case, tool)].append(result.wall)
+        rss[(case, tool)].append(result.maxrss_mb)
+
+    for i in range(args.runs):
+        log(f"round {i + 1}/{args.runs}")
+        # cold (without the small dependency, which the previous round added)
+        set_small_dep(ours_app, False)
+        set_small_dep(ref_app, False)
+        delete_flash(ours_app)
+        record("cold", "ours", run_ours(ours_app))
+        delete_flash(ref_app)
+        record("cold", "ref", run_ref(ref_app))
+        # no-op (and did it really do nothing? the artifact must not be rewritten)
+        before = (ours_app / ".flash" / "artifact.tar.gz").stat().st_mtime_ns
+        result = run_ours(ours_app)
+        record("noop", "ours", result)
+        if (ours_app / ".flash" / "artifact.tar.gz").stat().st_mtime_ns != before:
+            noop_rebuilt.append(f"run {i + 1}: {result.stdout.strip()[-200:]}")
+        record("noop", "ref", run_ref(ref_app))
+        # edit one source file
+        append_comment(ours_app / REALISTIC_EDIT_FILE, str(i))
+        record("edit", "ours", run_ours(ours_app))
+        append_comment(ref_app / REALISTIC_EDIT_FILE, str(i))
+        record("edit", "ref", run_ref(ref_app))
+        # add a small dependency (after an untimed build without it)
+        set_small_dep(ours_app, False)
+        run_ours(ours_app)
+        set_small_dep(ref_app, False)
+        run_ref(ref_app)
+        set_small_dep(ours_app, True)
+        since = time.time_ns()
+        result = run_ours(ours_app)
+        record("add-dep", "ours", result)
+        report = json.loads(
+            (ours_app / ".flash" / ".state" / "install-report.json").read_text()
+        )
+        evidence.append(
+            {
+                "added": report.get("added"),
+                "removed": report.get("removed"),
+                "segments_written": segments_written_since(ours_app, since),
+            }
+        )
+        set_small_dep(ref_app, True)
+        record("add-dep", "ref", run_ref(ref_app))
+
+    # -- report ----------------------------------------------------------------
+    targets = {
+        "cold": ("ratio >= 4", lambda r, o: r / o >= 4),
+        "noop": ("ratio >= 30 and ours < 0.5 s", lambda r, o: r / o >= 30 and o < 0.5),
+        "edit": ("ratio >= 20", lambda r, o: r / o >= 20),
+        "add-dep": ("only six installed+compressed", None),
+    }
+    only_six = all(
+        e["added"] == [SMALL_DEP]
+        and not e["removed"]
+        and len(e["segments_written"]) == 1
+        and str(e["segments_written"][0]).startswith(SMALL_DEP + "-")
+        for e in evidence
+    )
+    rows = []
+    for case in CASES:
+        ref, ours = stats(times[(case, "ref")]), stats(times[(case, "ours")])
+        target, check = targets[case]
+        ok = check(ref.median, ours.median) if check else only_six
+        rows.append(
+            [
+                case,
+                f"{ref.median:.3f}",
+                ref.spread(),
+                f"{ours.median:.3f}",
+                ours.spread(),
+                f"{ref.median / ours.median:.1f}x",
+                target,
+                verdict(ok),
+            ]
+        )
+    print()
+    print(
+        f"realistic app (numpy, pillow, requests, pyyaml; 3 endpoints), {args.runs} runs per case; wall seconds"
+    )
+    print(
+        table(
+            [
+                "case",
+                "ref median",
+                "ref min-max",
+                "ours median",
+                "ours min-max",
+                "ratio",
+                "target",
+                "result",
+            ],
+            rows,
+        )
+    )
+    print()
+    print("peak RSS (MB, largest single process of the tree, median over runs)")
+    print(
+        table(
+            ["case", "ref", "ours"],
+            [
+                [
+                    c,
+                    f"{stats(rss[(c, 'ref')]).median:.0f}",
+                    f"{stats(rss[(c, 'ours')]).median:.0f}",
+                ]
+                for c in CASES
+            ],
+        )
+    )
+    print()
+    print(f"ours no-op runs that rewrote the artifact: {len(noop_rebuilt)}/{args.runs}")
+    for line in noop_rebuilt:
+        print("  " + line)
+    print()
+    print(
+        "add-dep evidence (ours, per run): install-report 'added'/'removed' and segment files written during the build"
+    )
+    for n, e in enumerate(evidence, 1):
+        print(
+            f"  run {n}: added={e['added']} removed={e['removed']} segments_written={e['segments_written']}"
+        )
+    print()
+    print(
+        "where our time goes: one more build per case with --json (task seconds; 'total' excludes interpreter start-up)"
+    )
+    for case, label in phase_breakdown(ours_app):
+        print(f"  {case:8s} {label}")
+    artifact = ours_app / ".flash" / "artifact.tar.gz"
+    ref_artifact = ref_app / ".flash" / "artifact.tar.gz"
+    print()
+    print(
+        f"artifact sizes: ours {artifact.stat().st_size / 1e6:.1f} MB, reference {ref_artifact.stat().st_size / 1e6:.1f} MB"
+    )
+    print(f"loadavg at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
