@@ -683,6 +683,37 @@ def _copy_all(src: BinaryIO, dst: BinaryIO) -> int:
     return copied
 
 
+def replace_tail(path: Path, keep: int, segments: Sequence[Path]) -> int:
+    """Cut ``path`` after its first ``keep`` bytes, append ``segments`` and the end marker.
+
+    This is how an edit costs only the size of what changed: the caller keeps
+    the unchanged leading segments of an older, unpublished copy and replaces
+    the rest. ``path`` must not be a published file: it is changed in place.
+    Returns the new size.
+    """
+    for seg in segments:
+        _check_segment(seg)
+    try:
+        with open(path, "r+b") as f:
+            f.truncate(keep)
+            f.seek(keep)
+            size = keep
+            for seg in segments:
+                with open(seg, "rb") as src:
+                    size += _copy_all(src, f)
+            f.write(_END_MEMBER)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        if exc.errno in _NO_SPACE:
+            raise BuildError(
+                f"no space left on device while writing {path}",
+                hint="free some disk space and build again; the previous artifact was left as it was",
+            ) from exc
+        raise
+    return size + END_MEMBER_SIZE
+
+
 def _check_segment(seg: Path) -> None:
     """Refuse a segment that is missing or does not start like our gzip member."""
     try:

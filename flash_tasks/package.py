@@ -149,7 +149,7 @@ def _entries(build: Path, files: Iterable[str], *, with_root: bool) -> list[Any]
 
 def build_archive(config: BuildConfig) -> None:
     """Write the artifact for the current build, reusing cached segments, then publish the manifest."""
-    from .archive import assemble, write_segments_parallel
+    from .archive import write_segments_parallel
 
     paths = config.paths
     build = paths.build
@@ -179,10 +179,11 @@ def build_archive(config: BuildConfig) -> None:
             jobs.append((entries, segment_paths[name]))
     try:
         write_segments_parallel(jobs)
-        segments = [fresh_path] + [segment_paths[n] for n in cached]
-        check_size(config, sum(p.stat().st_size for p in segments))
+        # Dependencies first, sources last: an edit then only changes the artifact's tail.
+        prefix = [segment_paths[n] for n in cached]
+        check_size(config, sum(p.stat().st_size for p in prefix) + fresh_path.stat().st_size)
         paths.artifact.parent.mkdir(parents=True, exist_ok=True)
-        assemble(segments, paths.artifact)
+        publish(config, prefix, fresh_path)
     finally:
         fresh_path.unlink(missing_ok=True)
     # The manifest next to the artifact always describes the artifact next to it.
@@ -191,6 +192,72 @@ def build_archive(config: BuildConfig) -> None:
     for old in paths.segments.glob("*.gz"):
         if old.name not in keep:
             old.unlink(missing_ok=True)
+
+
+def publish(config: BuildConfig, prefix: list[Path], fresh: Path) -> None:
+    """Put the new artifact in place without ever changing the published file.
+
+    The previous artifact is kept as a spare (a hard link made just before the
+    new one is renamed into place). When its leading segments are the
+    dependency segments needed now, the spare is cut after them and the fresh
+    segment appended, so an edit writes only the size of the sources, not of
+    the dependencies. Otherwise the segments are concatenated into a new file.
+    """
+    from .archive import assemble, replace_tail
+
+    paths = config.paths
+    spare = paths.state / "spare.tar.gz"
+    work = paths.state / ".next.tar.gz"
+    work.unlink(missing_ok=True)
+    keep = sum(p.stat().st_size for p in prefix)
+    if _starts_with(spare, prefix):
+        os.replace(spare, work)
+        try:
+            replace_tail(work, keep, [fresh])
+        except BaseException:
+            work.unlink(missing_ok=True)
+            raise
+    else:
+        assemble([*prefix, fresh], work)
+    spare.unlink(missing_ok=True)
+    if paths.artifact.is_file():
+        try:
+            os.link(paths.artifact, spare)
+        except OSError:
+            pass  # no hard links here: the next build concatenates instead
+    os.replace(work, paths.artifact)
+
+
+def _starts_with(candidate: Path, segments: list[Path]) -> bool:
+    """Whether ``candidate`` begins with exactly these gzip members.
+
+    Each member's header and its 8-byte trailer (CRC-32 and length of its
+    content) are compared at the offsets the segments would occupy: cheap, and
+    a stale or damaged spare never passes. A file with another link is never
+    used, since changing it would change every name it has.
+    """
+    try:
+        st = candidate.stat()
+        if st.st_nlink != 1:
+            return False
+        offset = 0
+        with open(candidate, "rb") as spare:
+            for seg in segments:
+                size = seg.stat().st_size
+                if offset + size > st.st_size or size < 18:
+                    return False
+                with open(seg, "rb") as src:
+                    head, src_tail = src.read(10), (src.seek(size - 8), src.read(8))[1]
+                spare.seek(offset)
+                if spare.read(10) != head:
+                    return False
+                spare.seek(offset + size - 8)
+                if spare.read(8) != src_tail:
+                    return False
+                offset += size
+        return True
+    except OSError:
+        return False
 
 
 def check_size(config: BuildConfig, compressed_bytes: int) -> None:

@@ -371,3 +371,33 @@ def test_source_date_epoch_sets_every_timestamp(app: Path, monkeypatch: pytest.M
         assert {m.mtime for m in tar.getmembers()} == {1700000000}
     manifest = json.loads((app / ".flash" / "flash_manifest.json").read_text())
     assert manifest["generated_at"] == "2023-11-14T22:13:20Z"
+
+
+def test_edits_reuse_the_previous_artifact_and_stay_byte_identical(app: Path, tmp_path: Path) -> None:
+    add_dependencies(app, "tinydep==1.0\nleafdep\n", ["middep"])
+    build(app)
+    text = app / "workers" / "text.py"
+    for i in range(3):  # the second edit onwards cuts and extends the spare copy
+        text.write_text(text.read_text() + f"\n# edit {i}\n")
+        build(app)
+        clean = tmp_path / f"clean{i}" / app.name
+        shutil.copytree(app, clean, ignore=shutil.ignore_patterns(".flash"))
+        build(clean)
+        assert (app / ".flash" / "artifact.tar.gz").read_bytes() == (clean / ".flash" / "artifact.tar.gz").read_bytes()
+    spare = app / ".flash" / ".state" / "spare.tar.gz"
+    assert spare.is_file() and spare.stat().st_nlink == 1
+    assert spare.stat().st_ino != (app / ".flash" / "artifact.tar.gz").stat().st_ino
+
+
+def test_a_hard_link_to_the_artifact_is_never_changed(app: Path, tmp_path: Path) -> None:
+    build(app)
+    text = app / "workers" / "text.py"
+    text.write_text(text.read_text() + "\n# one\n")
+    build(app)
+    backup = tmp_path / "backup.tar.gz"
+    os.link(app / ".flash" / "artifact.tar.gz", backup)
+    kept = backup.read_bytes()
+    for i in range(2):
+        text.write_text(text.read_text() + f"\n# more {i}\n")
+        build(app)
+    assert backup.read_bytes() == kept
