@@ -1347,9 +1347,15 @@ def distribution_files(build_dir: Path, dist: InstalledDistribution) -> list[str
 
 
 def _inside(build_dir: Path, relative: str) -> Path | None:
-    candidate = (build_dir / relative).resolve()
-    root = build_dir.resolve()
-    return candidate if candidate != root and root in candidate.parents else None
+    """``build_dir / relative`` if that stays inside the build folder (RECORD paths may say ``..``).
+
+    A string check on the normalised path: resolving every RECORD line through the
+    filesystem is slow, and the build folder holds no symlinks out of itself.
+    """
+    normal = os.path.normpath(relative)
+    if os.path.isabs(normal) or normal in (".", "") or normal == ".." or normal.startswith(".." + os.sep):
+        return None
+    return build_dir / normal
 
 
 def _scan_dist_infos(build_dir: Path) -> dict[str, Path]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import BuildConfig
-from .stage import read_json, write_json
+from .stage import read_json, write_bytes_atomic, write_json
 
 
 def settings_for(config: BuildConfig, python_version: str | None) -> Any:
@@ -78,18 +78,62 @@ def refuse_local_project(text: str, origin: str) -> None:
         )
 
 
+def _copy_peer_lock(config: BuildConfig, group: str, digest: str) -> None:
+    """Groups with the same requirements share one resolution: reuse a sibling's lock."""
+    target = lock_path(config, group)
+    marker = f"# inputs: {digest}\n"
+    for peer in sorted(config.paths.locks.glob("*.txt")):
+        if peer == target:
+            continue
+        try:
+            text = peer.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        first, _, rest = text.partition("\n")
+        if rest.startswith(marker) and first.startswith("# flash-tasks lock"):
+            title = first.rsplit(": group ", 1)[0] + f": group {group}"
+            write_bytes_atomic(target, (title + "\n" + rest).encode("utf-8"))
+            return
+
+
 def lock_group_action(config: BuildConfig, group: str) -> None:
     from .deps import lock_group
 
     plan = LockPlan(config)
+    if not config.upgrade:
+        _copy_peer_lock(config, group, plan.digest(group))
     result = lock_group(plan.groups[group], plan.settings, lock_path(config, group), upgrade=config.upgrade)
     excluded = read_json(config.paths.state / "excluded.json", {}) or {}
     excluded[group] = [e.model_dump(mode="json") for e in result.excluded]
     write_json(config.paths.state / "excluded.json", excluded)
 
 
+def bundle_sdk(config: BuildConfig, settings: Any) -> None:
+    """Put the SDK's ``runpod_flash/`` package into the build, from a per-version cache.
+
+    Fetching it through uv costs a process and a scratch folder; the extracted
+    package is kept under ``.flash/.state/sdk/`` and copied from there.
+    """
+    import hashlib
+    import shutil
+
+    from .deps import bundle_runpod_flash
+
+    key = hashlib.sha256(repr((config.runpod_flash_version, settings.index.model_dump(mode="json"))).encode()).hexdigest()[:12]
+    cache = config.paths.state / "sdk" / f"{config.runpod_flash_version}-{key}"
+    if not (cache / "runpod_flash" / "__init__.py").is_file():
+        shutil.rmtree(cache, ignore_errors=True)
+        bundle_runpod_flash(cache, settings, version=config.runpod_flash_version)
+    destination = config.paths.build / "runpod_flash"
+    staging = config.paths.build / ".runpod_flash.tmp-sdk"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(cache / "runpod_flash", staging)
+    shutil.rmtree(destination, ignore_errors=True)
+    staging.rename(destination)
+
+
 def install_action(config: BuildConfig, groups: list[str]) -> None:
-    from .deps import bundle_runpod_flash, combine_locks, install
+    from .deps import combine_locks, install
 
     plan = LockPlan(config)
     lay = layout(config)
@@ -97,7 +141,7 @@ def install_action(config: BuildConfig, groups: list[str]) -> None:
     combine_locks(specs, plan.settings, {g: lay.group(g) for g in plan.groups}, lay.combined)
     config.paths.build.mkdir(parents=True, exist_ok=True)
     result = install(lay.combined, config.paths.build, plan.settings, state_path=config.paths.install_json)
-    bundle_runpod_flash(config.paths.build, plan.settings, version=config.runpod_flash_version)
+    bundle_sdk(config, plan.settings)
     write_json(
         config.paths.state / "install-report.json",
         {
