@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -34,7 +35,9 @@ from .config import BuildConfig
 from .errors import BuildError
 from .stage import read_json, write_bytes_atomic
 
-SEGMENT_FORMAT = 2
+SEGMENT_FORMAT = 3
+#: Distributions bigger than this are split into chunks compressed in parallel.
+CHUNK_BYTES = 64 * 1024 * 1024
 SKIPPED_NAMES = frozenset({"__pycache__"})
 SKIPPED_SUFFIXES = (".pyc", ".pyo")
 SDK_PACKAGE = "runpod_flash"
@@ -94,8 +97,28 @@ def _fresh_files(config: BuildConfig) -> list[str]:
     return sorted(files)
 
 
-def plan_segments(config: BuildConfig) -> tuple[dict[str, list[str]], dict[str, str]]:
-    """Which files each segment holds (``FRESH`` is the fresh one), and the cached segments' keys."""
+@dataclass
+class DistSegments:
+    """The cached segments of one distribution: its own top-level entries, in chunks."""
+
+    name: str
+    dist: dict[str, Any]
+    own_tops: list[str]
+    paths: list[Path]
+
+    def missing(self) -> bool:
+        return not all(p.exists() for p in self.paths)
+
+
+def plan_segments(config: BuildConfig) -> tuple[list[str], list[DistSegments]]:
+    """The fresh segment's files, and each distribution's cached segments.
+
+    A distribution's own top-level entries (those no other owner shares) go to
+    its cached segments, named by a key over what they contain, so a segment
+    that exists is reused without listing a single file; big distributions are
+    split into chunks that compress in parallel. Entries shared with the app or
+    other distributions (``bin/``, namespace packages) go to the fresh segment.
+    """
     from .archive import COMPRESSOR, archive_mtime
 
     build = config.paths.build
@@ -106,23 +129,36 @@ def plan_segments(config: BuildConfig) -> tuple[dict[str, list[str]], dict[str, 
     for dist in distributions.values():
         for top in set(dist.get("top_level", ())):
             owners[top] = owners.get(top, 0) + 1
-    segments: dict[str, list[str]] = {FRESH: list(fresh)}
-    keys: dict[str, str] = {}
     mtime = archive_mtime()
+    cached: list[DistSegments] = []
     for dist in distributions.values():
+        tops = set(dist.get("top_level", ()))
+        own_tops = sorted(t for t in tops if owners[t] == 1 and t not in local_tops)
+        if tops - set(own_tops):
+            fresh.extend(f for f in _dist_files(build, dist) if _keep(f) and f.split("/", 1)[0] not in own_tops)
+        if not own_tops:
+            continue
         name = f"{dist['name']}-{dist['version']}"
-        files = [f for f in _dist_files(build, dist) if _keep(f)]
-        own, shared = [], []
-        for f in files:
-            top = f.split("/", 1)[0]
-            (own if owners.get(top) == 1 and top not in local_tops else shared).append(f)
-        segments[FRESH].extend(shared)
-        if own:
-            tops = sorted({f.split("/", 1)[0] for f in own})
-            material = repr((SEGMENT_FORMAT, COMPRESSOR, mtime, name, dist.get("content_hash"), tops))
-            segments[name] = own
-            keys[name] = hashlib.sha256(material.encode()).hexdigest()[:20]
-    return segments, keys
+        material = repr((SEGMENT_FORMAT, COMPRESSOR, mtime, name, dist.get("content_hash"), own_tops, CHUNK_BYTES))
+        key = hashlib.sha256(material.encode()).hexdigest()[:20]
+        count = max(1, -(-int(dist.get("size", 0)) // CHUNK_BYTES))
+        seg_paths = [config.paths.segments / f"{name}-{key}.{i + 1}of{count}.gz" for i in range(count)]
+        cached.append(DistSegments(name, dist, own_tops, seg_paths))
+    cached.sort(key=lambda d: d.name)
+    return sorted(set(fresh)), cached
+
+
+def _chunks(entries: list[Any], count: int) -> list[list[Any]]:
+    """Split entries (in archive order) into ``count`` runs of about equal file bytes."""
+    sizes = [0 if e.is_dir or e.link_target else os.lstat(e.source).st_size for e in entries]
+    total = sum(sizes) or 1
+    out: list[list[Any]] = [[] for _ in range(count)]
+    done = 0
+    for entry, size in zip(entries, sizes):
+        index = min(count - 1, done * count // total)
+        out[index].append(entry)
+        done += size
+    return out
 
 
 def _entries(build: Path, files: Iterable[str], *, with_root: bool) -> list[Any]:
@@ -154,33 +190,19 @@ def build_archive(config: BuildConfig) -> None:
     paths = config.paths
     build = paths.build
     paths.segments.mkdir(parents=True, exist_ok=True)
-    plan, keys = plan_segments(config)
-    # Folders shared by several segments (e.g. bin/) are written once, in the fresh segment.
-    claimed: dict[str, set[str]] = {}
-    for name, files in plan.items():
-        for f in files:
-            parts = f.split("/")
-            for depth in range(1, len(parts)):
-                claimed.setdefault("/".join(parts[:depth]), set()).add(name)
+    fresh, cached = plan_segments(config)
     fresh_path = paths.segments / f".fresh-{os.getpid()}.gz"
-    fresh_entries = _entries(build, plan[FRESH], with_root=True)
-    fresh_dirs = {e.arcname for e in fresh_entries if e.is_dir}
-    shared_dirs = {d for d, names in claimed.items() if len(names) > 1 and d not in fresh_dirs}
-    if shared_dirs:
-        from .archive import Entry
-
-        fresh_entries += [Entry(d, None, True) for d in sorted(shared_dirs, key=lambda r: r.split("/"))]
-    jobs = [(fresh_entries, fresh_path)]
-    cached = sorted((n for n in plan if n != FRESH), key=lambda n: plan[n][0])
-    segment_paths = {name: paths.segments / f"{name}-{keys[name]}.gz" for name in cached}
-    for name in cached:
-        if not segment_paths[name].exists():
-            entries = [e for e in _entries(build, plan[name], with_root=False) if not (e.is_dir and e.arcname in shared_dirs)]
-            jobs.append((entries, segment_paths[name]))
+    jobs = [(_entries(build, fresh, with_root=True), fresh_path)]
+    for group in cached:
+        if group.missing():
+            own = set(group.own_tops)
+            files = [f for f in _dist_files(build, group.dist) if _keep(f) and f.split("/", 1)[0] in own]
+            for entries, target in zip(_chunks(_entries(build, files, with_root=False), len(group.paths)), group.paths):
+                jobs.append((entries, target))
     try:
         write_segments_parallel(jobs)
         # Dependencies first, sources last: an edit then only changes the artifact's tail.
-        prefix = [segment_paths[n] for n in cached]
+        prefix = [p for group in cached for p in group.paths]
         check_size(config, sum(p.stat().st_size for p in prefix) + fresh_path.stat().st_size)
         paths.artifact.parent.mkdir(parents=True, exist_ok=True)
         publish(config, prefix, fresh_path)
@@ -188,7 +210,7 @@ def build_archive(config: BuildConfig) -> None:
         fresh_path.unlink(missing_ok=True)
     # The manifest next to the artifact always describes the artifact next to it.
     write_bytes_atomic(paths.manifest, paths.build_manifest.read_bytes())
-    keep = {p.name for p in segment_paths.values()}
+    keep = {p.name for group in cached for p in group.paths}
     for old in paths.segments.glob("*.gz"):
         if old.name not in keep:
             old.unlink(missing_ok=True)

@@ -401,3 +401,22 @@ def test_a_hard_link_to_the_artifact_is_never_changed(app: Path, tmp_path: Path)
         text.write_text(text.read_text() + f"\n# more {i}\n")
         build(app)
     assert backup.read_bytes() == kept
+
+
+def test_big_distributions_are_split_into_parallel_chunks(app: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flash_tasks import package
+
+    add_dependencies(app, "tinydep==1.0\nmiddep\n", [])
+    whole = tmp_path / "whole" / app.name
+    shutil.copytree(app, whole)
+    build(whole)
+    monkeypatch.setattr(package, "CHUNK_BYTES", 40)
+    build(app)
+    chunks = sorted(p.name for p in (app / ".flash" / ".state" / "segments").glob("tinydep-*.gz"))
+    assert len(chunks) > 1 and all(f"of{len(chunks)}.gz" in name for name in chunks)
+
+    def contents(artifact: Path) -> dict[str, bytes]:
+        with tarfile.open(artifact) as tar:
+            return {m.name: (tar.extractfile(m).read() if m.isfile() else b"") for m in tar.getmembers()}  # type: ignore[union-attr]
+
+    assert contents(app / ".flash" / "artifact.tar.gz") == contents(whole / ".flash" / "artifact.tar.gz")
