@@ -105,6 +105,12 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--exclude", default="", metavar="A,B", help="comma-separated packages to leave out (torch, torchvision, torchaudio, triton always are)")
     build.add_argument("--python-version", default=None, metavar="X.Y", help="worker Python: 3.10, 3.11 or 3.12 (default: 3.12)")
     build.add_argument("--upgrade", action="store_true", help="resolve dependencies again instead of reusing the locks")
+    build.add_argument(
+        "--runpod-flash-version",
+        default=None,
+        metavar="X.Y.Z",
+        help="the runpod-flash SDK to bundle (default: [tool.flash-tasks] runpod-flash-version in the app's pyproject.toml, else 1.21.0)",
+    )
     build.add_argument("--index-url", default=None, metavar="URL", help="package index to resolve from (default: PyPI)")
     build.add_argument("--find-links", action="append", default=[], metavar="DIR|URL", help="extra folder or page of wheels (repeatable)")
     build.add_argument("--no-index", action="store_true", help="use only --find-links locations, no index")
@@ -163,6 +169,7 @@ def _build_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         index_url=args.index_url,
         find_links=tuple(args.find_links),
         no_index=args.no_index,
+        runpod_flash_version=args.runpod_flash_version,
     )
 
 

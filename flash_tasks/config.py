@@ -11,8 +11,9 @@ import os
 import re
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from . import catalog
 from .errors import UsageError
@@ -38,12 +39,29 @@ class BuildConfig(BaseModel):
     output: str = DEFAULT_ARTIFACT
     exclude: tuple[str, ...] = ()
     python_version: str | None = None
+    #: The SDK bundled into the artifact (see ``_sdk_version_from_pyproject``).
     runpod_flash_version: str = DEFAULT_RUNPOD_FLASH_VERSION
     upgrade: bool = False
     #: Extra index settings (used by tests and air-gapped setups).
     find_links: tuple[str, ...] = ()
     no_index: bool = False
     index_url: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sdk_version_from_pyproject(cls, data: Any) -> Any:
+        """``--runpod-flash-version`` > the app's ``[tool.flash-tasks] runpod-flash-version`` > 1.21.0."""
+        if isinstance(data, dict) and data.get("runpod_flash_version") is None:
+            data = dict(data)
+            data["runpod_flash_version"] = _pyproject_sdk_version(Path(data.get("app_dir", "."))) or DEFAULT_RUNPOD_FLASH_VERSION
+        return data
+
+    @field_validator("runpod_flash_version")
+    @classmethod
+    def _version_shape(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+(\.\d+)*([a-z0-9.+-]*)", value):
+            raise UsageError(f"runpod-flash version {value!r} is not a version number", hint="e.g. 1.21.0")
+        return value
 
     @field_validator("app_dir")
     @classmethod
@@ -118,6 +136,31 @@ class BuildPaths:
         self.handlers_json = self.state / "handlers.json"
         self.install_json = self.state / "installed.json"
         self.artifact = self.flash / output
+
+
+def _pyproject_sdk_version(app_dir: Path) -> str | None:
+    """The SDK version an app pins in its pyproject.toml, if any."""
+    path = app_dir.expanduser() / "pyproject.toml"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if "flash-tasks" not in text:
+        return None
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10
+        import tomli as tomllib
+    try:
+        table = tomllib.loads(text).get("tool", {}).get("flash-tasks", {})
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"cannot read {path}: {exc}", path=str(path)) from None
+    value = table.get("runpod-flash-version") if isinstance(table, dict) else None
+    if value is not None and not isinstance(value, str):
+        raise UsageError("[tool.flash-tasks] runpod-flash-version must be a string", path=str(path))
+    return value
 
 
 def source_date_epoch() -> int:

@@ -420,3 +420,16 @@ def test_big_distributions_are_split_into_parallel_chunks(app: Path, tmp_path: P
             return {m.name: (tar.extractfile(m).read() if m.isfile() else b"") for m in tar.getmembers()}  # type: ignore[union-attr]
 
     assert contents(app / ".flash" / "artifact.tar.gz") == contents(whole / ".flash" / "artifact.tar.gz")
+
+
+def test_the_bundled_sdk_version_is_configurable(app: Path, local_index: Path, tmp_path: Path) -> None:
+    from wheelfactory import make_wheel
+
+    index = tmp_path / "wheels"
+    shutil.copytree(local_index, index)
+    make_wheel(index, "runpod-flash", "1.20.0", files={"runpod_flash/__init__.py": "__version__ = '1.20.0'\n"})
+    (app / "pyproject.toml").write_text('[project]\nname = "hello"\n\n[tool.flash-tasks]\nrunpod-flash-version = "1.20.0"\n')
+    run_tasks(BuildConfig(app_dir=app, find_links=(str(index),), no_index=True))
+    assert b"1.20.0" in (app / ".flash" / ".build" / "runpod_flash" / "__init__.py").read_bytes()
+    assert main(["build", "-C", str(app), "-q", "--no-index", "--find-links", str(index), "--runpod-flash-version", "1.21.0"]) == 0
+    assert b"1.21.0" in (app / ".flash" / ".build" / "runpod_flash" / "__init__.py").read_bytes()
