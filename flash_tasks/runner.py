@@ -12,7 +12,10 @@ ran (see ``flash_tasks.commands.explain``).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import io
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -230,6 +233,20 @@ def _remove_tree(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _doit_failure(code: int, failure: str | None, printed: str, verbose: IO[str] | None) -> BuildError:
+    """One clear error for a failure doit reported itself (not from one of our actions)."""
+    if verbose is not None and printed:
+        verbose.write(printed)
+    if re.search(r"database or disk is full|No space left on device", printed):
+        return BuildError(
+            "no space left on device while recording the build's state",
+            hint="free some disk space and build again; the previous artifact was left as it was",
+        )
+    lines = [line for line in printed.splitlines() if line.strip()]
+    detail = failure or (lines[-1] if lines else f"doit exit code {code}")
+    return BuildError(f"the build graph failed: {detail}", hint="run with -v to see doit's own report")
+
+
 def run_tasks(
     config: BuildConfig,
     targets: list[str] | None = None,
@@ -267,10 +284,16 @@ def run_tasks(
         ns = namespace(config, reporter=_make_reporter(log))
         loader = ModuleTaskLoader(ns)
         argv = ["run", *(targets or [])]
+        # doit prints its own errors (with tracebacks) to sys.stderr; keep them for the
+        # report below instead of showing them raw. Subprocesses (uv) keep the real stderr.
+        doit_errors = io.StringIO()
         try:
-            code = DoitMain(loader, config_filenames=()).run(argv)
-            # doit has saved its record of this run: it matches the outputs again.
-            running.unlink(missing_ok=True)
+            with contextlib.redirect_stderr(doit_errors):
+                code = DoitMain(loader, config_filenames=()).run(argv)
+            if code in (0, 1):
+                # doit has saved its record of this run: it matches the outputs again.
+                # (Code 3 means doit itself failed, possibly while saving: stay careful.)
+                running.unlink(missing_ok=True)
         finally:
             try:
                 _save_task_configs(config, log.configs, log.tasks)
@@ -282,7 +305,7 @@ def run_tasks(
         # A FlashError is the user's to fix; anything else is a bug and keeps its traceback.
         raise log.failure
     if code != 0:
-        raise BuildError(f"the build graph failed: {log.failure_text or f'doit exit code {code}'}")
+        raise _doit_failure(code, log.failure_text, doit_errors.getvalue(), verbose_stream)
     report = BuildReport(artifact=config.paths.artifact, manifest=config.paths.manifest, events=log.events)
     report.ran = [e.name for e in log.events if e.status == "run"]
     report.skipped = [e.name for e in log.events if e.status == "skipped"]

@@ -636,14 +636,6 @@ def test_disk_full_simulated_while_assembling(app: Path, builds: Builds, capsys:
     assert listing(artifact) == clean_build(app, builds, tmp_path)[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="disk full while uv installs a wheel of many files: uv leaves the files it wrote, the disk stays full, and "
-    "doit's state save (doit.dependency.SqliteDB.dump/remove) raises sqlite3.OperationalError 'database or disk is full', "
-    "which DoitMain.run prints as a traceback; the install task's own error is then replaced by a secondary ENOSPC error "
-    "on .state/task-configs.json. Fix: run DoitMain with its stderr captured, report RAISED[0] (the task's error) first, "
-    "and map sqlite's 'disk is full' to the disk-full BuildError",
-)
 def test_disk_full_while_installing_many_files(small_disk: Path, local_index: Path, heavy_index: Path, capsys: pytest.CaptureFixture[str]) -> None:
     builds = Builds([local_index, heavy_index])
     app = write_app(small_disk / "diskapp", {"main.py": main_py(), "util.py": UTIL, "requirements.txt": "tinydep==1.0\n"})
@@ -672,15 +664,6 @@ def test_disk_full_while_installing_a_large_file(small_disk: Path, local_index: 
     assert_one_clear_error(code, out, err, EXIT_BUILD, r"(?i)no space left")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after a disk-full failure during install the build never recovers: lock:<group> wrote the new lock but "
-    "doit could not record it (sqlite full), so after the requirement is reverted doit finds lock:worker up to date "
-    "while locks/worker.txt is the failed build's; deps.combine_locks then raises ValueError('lock of group ... is out "
-    "of date; run lock_group first'), shown as 'the build graph failed: PythonAction Error' with a traceback, on every "
-    "build until .flash is deleted. Fix: give lock tasks an uptodate check that compares the lock file's '# inputs:' "
-    "digest with LockPlan.digest(group), and make combine_locks raise a FlashError",
-)
 def test_build_recovers_after_disk_full_during_install(
     small_disk: Path, local_index: Path, heavy_index: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
