@@ -650,13 +650,13 @@ def assemble(segments: Sequence[Path], out: Path) -> int:
     with _atomic_output(out) as f:
         for seg in segments:
             with open(seg, "rb") as src:
-                size += _copy_all(src, f)
+                size += copy_all(src, f)
         f.write(_END_MEMBER)
         size += END_MEMBER_SIZE
     return size
 
 
-def _copy_all(src: BinaryIO, dst: BinaryIO) -> int:
+def copy_all(src: BinaryIO, dst: BinaryIO) -> int:
     """Append all of ``src`` to ``dst``, in the kernel when it can (no trip through Python).
 
     Cached dependency segments can be hundreds of MB; ``copy_file_range`` copies
@@ -700,7 +700,7 @@ def replace_tail(path: Path, keep: int, segments: Sequence[Path]) -> int:
             size = keep
             for seg in segments:
                 with open(seg, "rb") as src:
-                    size += _copy_all(src, f)
+                    size += copy_all(src, f)
             f.write(_END_MEMBER)
             f.flush()
             os.fsync(f.fileno())

@@ -248,6 +248,22 @@ def publish(config: BuildConfig, prefix: list[Path], fresh: Path) -> None:
         except OSError:
             pass  # no hard links here: the next build concatenates instead
     os.replace(work, paths.artifact)
+    if not spare.exists():
+        # A first build has no previous artifact to keep: copy this one now, so that
+        # even the first edit costs only the size of the sources.
+        _copy_spare(paths.artifact, spare)
+
+
+def _copy_spare(artifact: Path, spare: Path) -> None:
+    from .archive import copy_all
+
+    tmp = spare.with_name(".spare.tmp")
+    try:
+        with open(artifact, "rb") as src, open(tmp, "wb") as dst:
+            copy_all(src, dst)
+        os.replace(tmp, spare)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # only a missed speed-up: never fail the build for it
 
 
 def _starts_with(candidate: Path, segments: list[Path]) -> bool:

@@ -506,7 +506,7 @@ def test_enospc_during_assemble(
         dst.write(src.read(1000))
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(archive, "_copy_all", copy_then_fail)
+    monkeypatch.setattr(archive, "copy_all", copy_then_fail)
     with pytest.raises(BuildError, match="no space left"):
         assemble([seg.path], out)
     assert out.read_bytes() == before
