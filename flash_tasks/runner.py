@@ -151,21 +151,26 @@ def _make_reporter(log: _Log) -> type:
 
 
 @contextmanager
-def build_lock(config: BuildConfig, stream: IO[str] | None) -> Iterator[None]:
-    """Hold ``.flash/.lock`` for the build; a second build waits for it."""
-    config.paths.flash.mkdir(parents=True, exist_ok=True)
-    with open(config.paths.lock_file, "a+") as handle:
+def hold_lock(lock_file: Path, stream: IO[str] | None, waiting: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_file``, saying ``waiting`` if someone else has it."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if stream is not None:
-                stream.write("waiting for another build of this app to finish...\n")
+                stream.write(waiting)
                 stream.flush()
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def build_lock(config: BuildConfig, stream: IO[str] | None) -> Any:
+    """Hold ``.flash/.lock`` for the build; a second build waits for it."""
+    return hold_lock(config.paths.lock_file, stream, "waiting for another build of this app to finish...\n")
 
 
 def task_configs_path(config: BuildConfig) -> Path:

@@ -6,13 +6,13 @@ running build: it waits for that build to finish.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 from pathlib import Path
 from typing import IO
 
 from ..errors import FlashError, UsageError
+from ..runner import hold_lock
 from .output import Console, format_size
 
 FLASH = ".flash"
@@ -64,14 +64,7 @@ def clean_app(app_dir: Path, *, keep_locks: bool, console: Console, wait_stream:
     kept = {LOCK_FILE} | ({LOCKS} if keep_locks else set())
     freed = 0
     try:
-        with open(flash / LOCK_FILE, "a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if wait_stream is not None:
-                    wait_stream.write("waiting for a build of this app to finish...\n")
-                    wait_stream.flush()
-                fcntl.flock(handle, fcntl.LOCK_EX)
+        with hold_lock(flash / LOCK_FILE, wait_stream, "waiting for a build of this app to finish...\n"):
             for child in sorted(flash.iterdir()):
                 if child.name in kept:
                     continue
