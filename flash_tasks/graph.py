@@ -11,7 +11,11 @@ Each task declares its real inputs: files (``file_dep``), options, the tool's
 own code and the environment variables endpoint arguments read (``uptodate``),
 so a rebuild with nothing changed runs no task, and a changed flag reruns
 exactly what it affects. Large trees (installed dependencies) are never
-``file_dep`` s: tasks depend on small state files that describe them.
+``file_dep`` s: tasks depend on small state files that describe them, and
+checks that those trees are still there (``OutputsPresent``, ``InstallPresent``,
+``LockMatches``) keep a damaged ``.flash`` from passing for a finished one.
+The archive task also publishes ``.flash/flash_manifest.json`` next to the
+artifact it describes.
 """
 
 from __future__ import annotations
@@ -413,7 +417,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
         }
 
     def task_archive() -> dict[str, Any]:
-        """Pack .flash/.build into the artifact (reproducible tar.gz)."""
+        """Pack the build's files into the artifact (reproducible tar.gz) and publish the manifest."""
         return {
             "actions": [(guarded(archive_action), [config])],
             "file_dep": [str(paths.stage_json), str(paths.handlers_json), str(paths.build_manifest), str(paths.install_json)],
