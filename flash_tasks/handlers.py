@@ -22,14 +22,13 @@ packaging step.
 from __future__ import annotations
 
 import ast
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from string import Template
 from typing import Any
 
 from .errors import BuildError
+from .stage import write_if_changed
 
 RESOURCE_CONFIG_PATH = "runpod_flash/runtime/_flash_resource_config.py"
 """Artifact-relative location of the generated resource-config module."""
@@ -394,12 +393,7 @@ def write_generated(files: Mapping[str, str], build_dir: Path) -> None:
     Unchanged files keep their mtime, which keeps downstream tasks up to date.
     """
     for rel, text in sorted(files.items()):
-        target = build_dir.joinpath(*_safe_relative_parts(rel))
-        data = text.encode("utf-8")
-        if _has_content(target, data):
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(target, data)
+        write_if_changed(build_dir.joinpath(*_safe_relative_parts(rel)), text.encode("utf-8"))
 
 
 def handler_file_name(resource_name: str) -> str:
@@ -608,24 +602,3 @@ def _safe_relative_parts(rel: str) -> tuple[str, ...]:
     if not parts or pure.is_absolute() or any(p in {"", ".", ".."} for p in parts) or "\\" in rel:
         raise BuildError(f"refusing to write generated file outside the build dir: {rel!r}", hint=_BUG_HINT)
     return parts
-
-
-def _has_content(target: Path, data: bytes) -> bool:
-    try:
-        return target.is_file() and target.read_bytes() == data
-    except FileNotFoundError:
-        return False
-
-
-def _atomic_write(target: Path, data: bytes) -> None:
-    """Temp file in the same directory + ``os.replace``: readers see old or new, never half."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        # mkstemp creates 0600; the artifact needs the usual world-readable mode.
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, target)
-    finally:
-        # Only still present when something above failed.
-        Path(tmp_name).unlink(missing_ok=True)

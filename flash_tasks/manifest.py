@@ -46,7 +46,6 @@ class ManifestResult:
     groups: dict[str, list[dict[str, str]]]  # resource -> [{"requirement", "origin"}]
     env_used: dict[str, str | None]
     warnings: list[Warning_]
-    real_async: dict[str, bool]
 
 
 class ManifestBuilder:
@@ -129,7 +128,6 @@ class ManifestBuilder:
         registry_where: dict[str, Discovered] = {}
         routes: dict[str, dict[str, str]] = {}
         group_deps: dict[str, list[dict[str, str]]] = {}
-        real_async: dict[str, bool] = {}
         any_gpu = False
 
         for name in sorted(groups):
@@ -164,7 +162,6 @@ class ManifestBuilder:
             for d in members:
                 rec = d.record
                 fn_name = rec["target"]
-                real_async[fn_name] = rec["class_is_async"] if rec["is_class"] else rec["is_async"]
                 if rec["is_class"]:
                     is_async = rec["class_is_async"]
                 else:
@@ -261,7 +258,7 @@ class ManifestBuilder:
             function_registry=registry,
             routes=routes or None,
         )
-        return ManifestResult(manifest, group_deps, dict(self.ev.env_used), self.warnings, real_async)
+        return ManifestResult(manifest, group_deps, dict(self.ev.env_used), self.warnings)
 
     def check_same_config(self, name: str, first: EndpointObject, second: EndpointObject) -> None:
         """Two Endpoint objects share a name: fine only if they configure the same thing."""
