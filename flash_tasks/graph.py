@@ -154,13 +154,13 @@ def manifest_action(config: BuildConfig, py_files: list[str]) -> None:
 
 
 def lock_action(config: BuildConfig, group: str) -> None:
-    from .deps_glue import lock_group_action
+    from .deps.tasks import lock_group_action
 
     lock_group_action(config, group)
 
 
 def install_action(config: BuildConfig, groups: list[str]) -> None:
-    from .deps_glue import install_action as run_install
+    from .deps.tasks import install_action as run_install
 
     run_install(config, groups)
 
@@ -363,7 +363,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
     @create_after(executed="manifest")
     def task_lock() -> Iterator[dict[str, Any]]:
         """Resolve each resource group's requirements into a lock file."""
-        from .deps_glue import LockPlan, lock_path
+        from .deps.tasks import LockPlan, lock_path
 
         yield {"basename": "lock", "name": None, "doc": "Resolve each resource group's requirements into a lock file."}
         try:
@@ -389,7 +389,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
     @create_after(executed="manifest")
     def task_install() -> dict[str, Any]:
         """Install the locked distributions into .flash/.build."""
-        from .deps_glue import lock_path
+        from .deps.tasks import lock_path
 
         info = current_groups()
         groups = sorted(info["groups"])

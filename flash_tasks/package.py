@@ -73,7 +73,7 @@ def _distributions(config: BuildConfig) -> dict[str, Any]:
 
 def _dist_files(build: Path, dist: dict[str, Any]) -> list[str]:
     """A distribution's files: its RECORD plus everything in its dist-info folder."""
-    from .deps import InstalledDistribution, distribution_files
+    from .deps.installer import InstalledDistribution, distribution_files
 
     model = InstalledDistribution.model_validate(dist)
     try:

@@ -46,6 +46,9 @@ from flash_tasks.deps import (
     read_lock,
     read_requirements_file,
 )
+from flash_tasks.deps import installer as deps_installer
+from flash_tasks.deps import locks as deps_locks
+from flash_tasks.deps import uv as deps_uv
 from flash_tasks.errors import BuildError, DependencyError, UsageError
 
 try:
@@ -448,7 +451,8 @@ def test_unchanged_lock_is_reused_without_running_uv(
     def no_uv(*args: object, **kwargs: object) -> None:
         raise AssertionError("uv must not run for unchanged inputs")
 
-    monkeypatch.setattr(deps, "_run_uv", no_uv)
+    monkeypatch.setattr(deps_locks, "_run_uv", no_uv)
+    monkeypatch.setattr(deps_installer, "_run_uv", no_uv)
     again, result = lock_and_install(tmp_path, settings, g)
     assert again.reused and again.path.read_text() == lock_text
     assert result.added == () and result.unchanged == ("alpha", "beta", "scripty")
@@ -621,9 +625,9 @@ def test_terminal_mode_still_explains_failures(
 
 def test_uv_parse_errors_map_to_the_users_line() -> None:
     specs = [spec("alpha", "requirements.txt:3"), spec("beta", "workers/a.py:7")]
-    run = deps._UvRun(2, "", "error: Couldn't parse requirement in `gpu.in` at position 6\n  cause: bad\n")
+    run = deps_uv._UvRun(2, "", "error: Couldn't parse requirement in `gpu.in` at position 6\n  cause: bad\n")
     with pytest.raises(BuildError) as info:
-        deps._map_parse_error(run, specs, ())
+        deps_uv._map_parse_error(run, specs, ())
     assert info.value.location == "workers/a.py:7"
 
 

@@ -1121,22 +1121,22 @@ def test_kill_during_install_ships_no_uv_leftovers(local_index: Path, heavy_inde
 
 
 def test_interrupted_removal_of_a_dependency_leaves_no_orphans(app: Path, builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flash_tasks import deps
+    from flash_tasks.deps import installer
 
     (app / "requirements.txt").write_text("tinydep==1.0\nmiddep\n")
     run_tasks(builds.config(app))
     (app / "requirements.txt").write_text("tinydep==1.0\nleafdep\n")
-    real_inside = deps._inside
+    real_inside = installer._inside
 
     def interrupt_before_the_package(build_dir: Path, relative: str) -> Any:
         if relative.startswith("middep/"):
             raise KeyboardInterrupt  # what Ctrl-C at this moment does
         return real_inside(build_dir, relative)
 
-    monkeypatch.setattr(deps, "_inside", interrupt_before_the_package)
+    monkeypatch.setattr(installer, "_inside", interrupt_before_the_package)
     with pytest.raises(KeyboardInterrupt):
         run_tasks(builds.config(app))
-    monkeypatch.setattr(deps, "_inside", real_inside)
+    monkeypatch.setattr(installer, "_inside", real_inside)
     run_tasks(builds.config(app))
     assert listing(app / ".flash" / "artifact.tar.gz") == clean_build(app, builds, tmp_path)[0]
 

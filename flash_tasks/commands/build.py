@@ -69,7 +69,7 @@ def show_path(path: Path) -> str:
 
 
 def uv_draws_progress() -> bool:
-    """uv shows its own progress bars on a terminal (see ``deps._show_progress``)."""
+    """uv shows its own progress bars on a terminal (see ``deps.uv._show_progress``)."""
     ci = os.environ.get("CI", "").strip().lower()
     try:
         tty = sys.stderr.isatty()
@@ -114,7 +114,7 @@ class PhaseFacts:
         return text
 
     def _lock(self, events: list[TaskEvent]) -> str:
-        from ..deps_glue import lock_path
+        from ..deps.tasks import lock_path
         from .state import locked_packages
 
         groups = sorted((read_json(self.paths.groups_json, {}) or {}).get("groups", {}))

@@ -202,7 +202,7 @@ def file_sha256(path: Path) -> str:
 
 def dependencies_result(config: BuildConfig, *, installed_now: bool = True) -> DependenciesResult:
     """Locks, installed packages and exclusions; ``added``/``removed`` only if this build installed."""
-    from ..deps_glue import lock_path
+    from ..deps.tasks import lock_path
     from .state import excluded, locked_packages
 
     groups = sorted((read_json(config.paths.groups_json, {}) or {}).get("groups", {}))

@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .config import BuildConfig
-from .stage import read_json, write_bytes_atomic, write_json
+from ..config import BuildConfig
+from ..stage import read_json, write_bytes_atomic, write_json
 
 
 def settings_for(config: BuildConfig, python_version: str | None) -> Any:
     """The dependency settings a build request implies."""
-    from .deps import DepsSettings, IndexSettings
+    from .settings import DepsSettings, IndexSettings
 
     return DepsSettings(
         python_version=python_version or "3.12",
@@ -27,7 +27,7 @@ def settings_for(config: BuildConfig, python_version: str | None) -> Any:
 
 
 def layout(config: BuildConfig) -> Any:
-    from .deps import LockLayout
+    from .locks import LockLayout
 
     return LockLayout(root=config.paths.locks)
 
@@ -40,7 +40,7 @@ class LockPlan:
     """Each group's requirements, the files they came from, and the settings."""
 
     def __init__(self, config: BuildConfig) -> None:
-        from .deps import collect_app_requirements, plan_groups
+        from .requirements import collect_app_requirements, plan_groups
 
         info = read_json(config.paths.groups_json, {"python_version": None, "groups": {}})
         self.python_version: str | None = info["python_version"]
@@ -54,7 +54,7 @@ class LockPlan:
         self.warnings = list(app.warnings)
 
     def digest(self, group: str) -> str:
-        from .deps import lock_inputs_digest
+        from .locks import lock_inputs_digest
 
         return lock_inputs_digest(self.groups[group], self.settings)
 
@@ -63,7 +63,7 @@ def refuse_local_project(text: str, origin: str) -> None:
     """Flash installs wheels only: a requirement on a local folder or archive would need a build."""
     import re
 
-    from .errors import DependencyError
+    from ..errors import DependencyError
 
     target = text.split(";", 1)[0].strip()
     local = re.search(r"@\s*file:", target) or target.startswith((".", "/", "~")) or re.search(r"\.(tar\.gz|zip|tgz)$", target)
@@ -97,7 +97,7 @@ def _copy_peer_lock(config: BuildConfig, group: str, digest: str) -> None:
 
 
 def lock_group_action(config: BuildConfig, group: str) -> None:
-    from .deps import lock_group
+    from .locks import lock_group
 
     plan = LockPlan(config)
     if not config.upgrade:
@@ -108,32 +108,10 @@ def lock_group_action(config: BuildConfig, group: str) -> None:
     write_json(config.paths.state / "excluded.json", excluded)
 
 
-def bundle_sdk(config: BuildConfig, settings: Any) -> None:
-    """Put the SDK's ``runpod_flash/`` package into the build, from a per-version cache.
-
-    Fetching it through uv costs a process and a scratch folder; the extracted
-    package is kept under ``.flash/.state/sdk/`` and copied from there.
-    """
-    import hashlib
-    import shutil
-
-    from .deps import bundle_runpod_flash
-
-    key = hashlib.sha256(repr((config.runpod_flash_version, settings.index.model_dump(mode="json"))).encode()).hexdigest()[:12]
-    cache = config.paths.state / "sdk" / f"{config.runpod_flash_version}-{key}"
-    if not (cache / "runpod_flash" / "__init__.py").is_file():
-        shutil.rmtree(cache, ignore_errors=True)
-        bundle_runpod_flash(cache, settings, version=config.runpod_flash_version)
-    destination = config.paths.build / "runpod_flash"
-    staging = config.paths.build / ".runpod_flash.tmp-sdk"
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(cache / "runpod_flash", staging)
-    shutil.rmtree(destination, ignore_errors=True)
-    staging.rename(destination)
-
-
 def install_action(config: BuildConfig, groups: list[str]) -> None:
-    from .deps import combine_locks, install
+    from .installer import install
+    from .locks import combine_locks
+    from .sdk import bundle_sdk
 
     plan = LockPlan(config)
     lay = layout(config)

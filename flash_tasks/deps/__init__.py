@@ -1,0 +1,115 @@
+"""Python dependencies of a Flash app: collect, lock per resource group, install.
+
+A Runpod worker runs Linux x86_64 CPython 3.10-3.12 and imports the app's
+dependencies from the artifact root (``.flash/.build``). Whatever machine runs
+the build, the wheels put there must be the worker's, so every resolution and
+install here targets an explicit Python version and manylinux platform and
+refuses to build anything from source (a locally compiled extension would be for
+the wrong machine).
+
+The work is split into steps that a build graph can skip independently:
+
+1. ``collect_app_requirements`` / ``parse_endpoint_dependencies`` / ``plan_groups``
+   read what the user asked for and say which files were read.
+2. ``lock_group`` resolves one resource group into ``<group>.txt``. The lock
+   carries a digest of its inputs, so re-running it with unchanged inputs is a
+   no-op that never touches the network, even without the graph's own check.
+3. ``combine_locks`` merges the group locks into the one set of distributions the
+   artifact can hold, and names the two groups (and requirements) that clash.
+4. ``install`` makes the build folder match that lock: it removes what left the
+   lock (exactly the files in their RECORD), installs only what is new, and keeps
+   a state file with per-distribution sizes and content hashes for the archiver.
+5. ``bundle_runpod_flash`` ships the SDK's own package folder; ``check_size``
+   explains an oversized artifact.
+
+uv does the resolving and installing. Its messages are mapped to
+``DependencyError`` (exit code 3) for what the index cannot satisfy and to
+``BuildError`` for requirement files that cannot be read.
+"""
+
+from __future__ import annotations
+
+from .installer import (
+    InstalledDistribution,
+    InstallResult,
+    InstallState,
+    distribution_files,
+    install,
+    load_install_state,
+)
+from .locks import (
+    ExcludedPackage,
+    LockEntry,
+    LockFile,
+    LockLayout,
+    LockResult,
+    combine_locks,
+    lock_group,
+    lock_inputs_digest,
+    read_lock,
+)
+from .requirements import (
+    CollectedRequirements,
+    GroupSpec,
+    RequirementSpec,
+    collect_app_requirements,
+    parse_endpoint_dependencies,
+    parse_requirement,
+    plan_groups,
+    read_pyproject_dependencies,
+    read_requirements_file,
+)
+from .sdk import bundle_runpod_flash
+from .settings import (
+    ALWAYS_EXCLUDED,
+    DEFAULT_PLATFORM,
+    LOCK_FORMAT,
+    MAX_ARCHIVE_MB,
+    RUNPOD_FLASH_VERSION,
+    SDK_NAMES,
+    DepsSettings,
+    IndexSettings,
+    normalize_name,
+    parse_exclude_option,
+)
+from .size import SizeReport, check_size
+
+__all__ = [
+    "ALWAYS_EXCLUDED",
+    "DEFAULT_PLATFORM",
+    "LOCK_FORMAT",
+    "MAX_ARCHIVE_MB",
+    "RUNPOD_FLASH_VERSION",
+    "SDK_NAMES",
+    "CollectedRequirements",
+    "DepsSettings",
+    "ExcludedPackage",
+    "GroupSpec",
+    "IndexSettings",
+    "InstallResult",
+    "InstallState",
+    "InstalledDistribution",
+    "LockEntry",
+    "LockFile",
+    "LockLayout",
+    "LockResult",
+    "RequirementSpec",
+    "SizeReport",
+    "bundle_runpod_flash",
+    "check_size",
+    "collect_app_requirements",
+    "combine_locks",
+    "distribution_files",
+    "install",
+    "load_install_state",
+    "lock_group",
+    "lock_inputs_digest",
+    "normalize_name",
+    "parse_endpoint_dependencies",
+    "parse_exclude_option",
+    "parse_requirement",
+    "plan_groups",
+    "read_lock",
+    "read_pyproject_dependencies",
+    "read_requirements_file",
+]

@@ -1,0 +1,328 @@
+"""Making the build folder hold exactly the locked distributions, file by file from their RECORD."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from pydantic import Field
+
+from ..errors import DependencyError
+from .locks import ExcludedPackage, LockEntry, _write_atomic, read_lock
+from .settings import _NAME_RE, LOCK_FORMAT, DepsSettings, _Model, normalize_name
+from .uv import _OFFLINE_MISS_RE, _dependency_error, _run_uv, _target_args, _UvRun
+
+# ---------------------------------------------------------------------------
+# Installing
+# ---------------------------------------------------------------------------
+
+
+class InstalledDistribution(_Model):
+    """One distribution in the build folder, as the archiver needs to know it."""
+
+    name: str
+    version: str
+    pin: str
+    hashes: tuple[str, ...] = ()
+    dist_info: str
+    #: First path component of every RECORD entry (packages, modules, ``bin``, the dist-info).
+    top_level: tuple[str, ...]
+    size: int
+    files: int
+    #: sha256 over RECORD's (path, hash, size) lines: changes iff the installed files do.
+    content_hash: str
+    #: Excluded packages this distribution requires on the target (they are not installed).
+    requires_excluded: tuple[str, ...] = ()
+
+
+class InstallState(_Model):
+    format: int = LOCK_FORMAT
+    python_version: str
+    python_platform: str
+    distributions: dict[str, InstalledDistribution] = Field(default_factory=dict)
+
+    def excluded_needed(self, settings: DepsSettings) -> tuple[ExcludedPackage, ...]:
+        reasons = settings.excluded()
+        wanted: dict[str, list[str]] = {}
+        for dist in self.distributions.values():
+            for name in dist.requires_excluded:
+                wanted.setdefault(name, []).append(dist.name)
+        return tuple(
+            ExcludedPackage(name=name, reason=reasons.get(name, "user"), required_by=tuple(sorted(by)))
+            for name, by in sorted(wanted.items())
+        )
+
+    @property
+    def total_size(self) -> int:
+        return sum(d.size for d in self.distributions.values())
+
+
+class InstallResult(_Model):
+    state: InstallState
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    unchanged: tuple[str, ...]
+    #: Packages left out although something installed requires them.
+    excluded_needed: tuple[ExcludedPackage, ...]
+    #: True when uv had to go online because its cache lacked something.
+    used_network: bool
+
+
+def load_install_state(path: Path) -> InstallState | None:
+    """The saved state, or ``None`` if missing, unreadable or from another format."""
+    try:
+        state = InstallState.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return state if state.format == LOCK_FORMAT else None
+
+
+def _parse_record(text: str) -> list[tuple[str, str, str]]:
+    rows = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        # Paths may contain commas, hash and size never do.
+        path, _, rest = line.rpartition(",")
+        path, _, digest = path.rpartition(",")
+        rows.append((path, digest, rest))
+    return rows
+
+
+def distribution_files(build_dir: Path, dist: InstalledDistribution) -> list[str]:
+    """Paths (relative to ``build_dir``) of one distribution's files, from its RECORD."""
+    record = build_dir / dist.dist_info / "RECORD"
+    return [path for path, _, _ in _parse_record(record.read_text(encoding="utf-8"))]
+
+
+def _inside(build_dir: Path, relative: str) -> Path | None:
+    """``build_dir / relative`` if that stays inside the build folder (RECORD paths may say ``..``).
+
+    A string check on the normalised path: resolving every RECORD line through the
+    filesystem is slow, and the build folder holds no symlinks out of itself.
+    """
+    normal = os.path.normpath(relative)
+    if os.path.isabs(normal) or normal in (".", "") or normal == ".." or normal.startswith(".." + os.sep):
+        return None
+    return build_dir / normal
+
+
+def _scan_dist_infos(build_dir: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    if not build_dir.is_dir():
+        return found
+    for entry in build_dir.iterdir():
+        if entry.is_dir() and entry.name.endswith(".dist-info"):
+            name = entry.name[: -len(".dist-info")].rsplit("-", 1)[0]
+            found[normalize_name(name)] = entry
+    return found
+
+
+def _remove_distribution(build_dir: Path, dist_info: Path) -> None:
+    """Delete exactly the files a distribution's RECORD lists, then its dist-info.
+
+    Byte-code next to a listed module goes too; directories left empty are pruned.
+    """
+    record = dist_info / "RECORD"
+    parents: set[Path] = set()
+    if record.is_file():
+        # The dist-info (with RECORD) goes last: a removal interrupted half-way
+        # can then be finished by the next build instead of orphaning files.
+        for relative, _, _ in _parse_record(record.read_text(encoding="utf-8")):
+            target = _inside(build_dir, relative)
+            if target is None or dist_info in target.parents:
+                continue
+            if target.suffix == ".py":
+                for compiled in (target.parent / "__pycache__").glob(f"{target.stem}.*.pyc"):
+                    compiled.unlink(missing_ok=True)
+                parents.add(target.parent / "__pycache__")
+            if target.is_file() or target.is_symlink():
+                target.unlink()
+            parents.add(target.parent)
+    shutil.rmtree(dist_info, ignore_errors=True)
+    root = build_dir.resolve()
+    for directory in sorted(parents, key=lambda p: len(p.parts), reverse=True):
+        current = directory
+        while current != root and root in current.parents:
+            try:
+                current.rmdir()
+            except OSError:
+                break
+            current = current.parent
+
+
+def _drop_from_record(dist_info: Path, filename: str) -> None:
+    """Remove a uv-only bookkeeping file (it holds a timestamp) so the artifact is reproducible."""
+    extra = dist_info / filename
+    if not extra.exists():
+        return
+    extra.unlink()
+    record = dist_info / "RECORD"
+    prefix = f"{dist_info.name}/{filename},"
+    lines = record.read_text(encoding="utf-8").splitlines(keepends=True)
+    record.write_text("".join(line for line in lines if not line.startswith(prefix)), encoding="utf-8")
+
+
+def _describe(
+    build_dir: Path, dist_info: Path, entry: LockEntry, requires_excluded: Sequence[str]
+) -> InstalledDistribution:
+    rows = _parse_record((dist_info / "RECORD").read_text(encoding="utf-8"))
+    hasher = hashlib.sha256()
+    size = 0
+    top: set[str] = set()
+    count = 0
+    for relative, digest, length in sorted(rows):
+        top.add(relative.split("/", 1)[0])
+        if relative == f"{dist_info.name}/RECORD":
+            continue
+        target = _inside(build_dir, relative)
+        if target is None or not target.is_file():
+            continue
+        count += 1
+        if not digest or not length.isdigit():
+            data = target.read_bytes()
+            digest = "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            length = str(len(data))
+        size += int(length)
+        hasher.update(f"{relative}\0{digest}\0{length}\n".encode())
+    stem = dist_info.name[: -len(".dist-info")]
+    version = stem.rsplit("-", 1)[1] if "-" in stem else (entry.version or "")
+    return InstalledDistribution(
+        name=entry.name,
+        version=version,
+        pin=entry.pin,
+        hashes=entry.hashes,
+        dist_info=dist_info.name,
+        top_level=tuple(sorted(top)),
+        size=size,
+        files=count,
+        content_hash="sha256:" + hasher.hexdigest(),
+        requires_excluded=tuple(sorted(set(requires_excluded))),
+    )
+
+
+_MISSING_DEP_RE = re.compile(r"The package `(?P<dist>[^`]+)` requires `(?P<req>[^`]+)`, but it's not installed")
+
+
+def _missing_excluded(stderr: str, excluded: Mapping[str, str]) -> dict[str, list[str]]:
+    """From uv's ``--strict`` warnings: distribution -> excluded names it needs on the target."""
+    found: dict[str, list[str]] = {}
+    for match in _MISSING_DEP_RE.finditer(stderr):
+        name_match = _NAME_RE.match(match.group("req"))
+        if name_match and normalize_name(name_match.group(0)) in excluded:
+            found.setdefault(normalize_name(match.group("dist")), []).append(normalize_name(name_match.group(0)))
+    return found
+
+
+def _install_entries(entries: Sequence[LockEntry], build_dir: Path, settings: DepsSettings) -> tuple[_UvRun, bool]:
+    """Install pinned entries with uv, from its cache if it can; says whether it went online."""
+    lock_existed = (build_dir / ".lock").exists()
+    with tempfile.TemporaryDirectory(prefix="flash-install-") as tmp:
+        workdir = Path(tmp)
+        (workdir / "install.txt").write_text("".join(f"{e.line()}\n" for e in entries), encoding="utf-8")
+        args = [
+            "pip",
+            "install",
+            "-r",
+            "install.txt",
+            "--target",
+            str(build_dir),
+            "--no-deps",
+            "--strict",
+            "--link-mode",
+            settings.link_mode,
+            *_target_args(settings),
+        ]
+        run = _run_uv([*args, "--offline"], settings, cwd=workdir, quiet=True)
+        went_online = False
+        if run.returncode != 0 and _OFFLINE_MISS_RE.search(run.stderr):
+            went_online = True
+            run = _run_uv(args, settings, cwd=workdir)
+    if not lock_existed:
+        (build_dir / ".lock").unlink(missing_ok=True)
+    return run, went_online
+
+
+def install(lock_path: Path, build_dir: Path, settings: DepsSettings, *, state_path: Path) -> InstallResult:
+    """Make the distributions in ``build_dir`` exactly those of ``lock_path``.
+
+    Task inputs: ``lock_path`` and ``settings``. Outputs: ``state_path`` (the
+    installed files themselves are described by it). Distributions no longer in
+    the lock, or whose pin, wheel hashes or target changed, are removed file by
+    file from their RECORD; only missing ones are installed, offline from uv's
+    cache first. Files in ``build_dir`` that belong to no distribution (the
+    app's own code, the bundled SDK) are left alone.
+    """
+    build_dir = build_dir.resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    lock = read_lock(lock_path)
+    previous = load_install_state(state_path)
+    same_target = (
+        previous is not None
+        and previous.python_version == settings.python_version
+        and previous.python_platform == settings.python_platform
+    )
+    known = previous.distributions if previous is not None and same_target else {}
+    present = _scan_dist_infos(build_dir)
+
+    kept: dict[str, InstalledDistribution] = {}
+    removed: list[str] = []
+    for name, dist_info in sorted(present.items()):
+        entry = lock.entries.get(name)
+        record = known.get(name)
+        if (
+            entry is not None
+            and record is not None
+            and record.dist_info == dist_info.name
+            and record.pin == entry.pin
+            and record.hashes == entry.hashes
+        ):
+            kept[name] = record
+            continue
+        _remove_distribution(build_dir, dist_info)
+        if entry is None:
+            removed.append(name)
+
+    to_add = [entry for name, entry in sorted(lock.entries.items()) if name not in kept]
+    used_network = False
+    installed: dict[str, InstalledDistribution] = {}
+    if to_add:
+        run, used_network = _install_entries(to_add, build_dir, settings)
+        if run.returncode != 0:
+            _save_state(state_path, settings, kept)
+            raise _dependency_error(run, settings, (), "installing dependencies")
+        needs = _missing_excluded(run.stderr, settings.excluded())
+        after = _scan_dist_infos(build_dir)
+        for entry in to_add:
+            new_info = after.get(entry.name)
+            if new_info is None:
+                _save_state(state_path, settings, {**kept, **installed})
+                raise DependencyError(f"uv reported success but {entry.pin} is not in {build_dir}")
+            _drop_from_record(new_info, "uv_cache.json")
+            installed[entry.name] = _describe(build_dir, new_info, entry, needs.get(entry.name, ()))
+
+    state = _save_state(state_path, settings, {**kept, **installed})
+    return InstallResult(
+        state=state,
+        added=tuple(sorted(installed)),
+        removed=tuple(removed),
+        unchanged=tuple(sorted(kept)),
+        excluded_needed=state.excluded_needed(settings),
+        used_network=used_network,
+    )
+
+
+def _save_state(path: Path, settings: DepsSettings, distributions: Mapping[str, InstalledDistribution]) -> InstallState:
+    state = InstallState(
+        python_version=settings.python_version,
+        python_platform=settings.python_platform,
+        distributions=dict(sorted(distributions.items())),
+    )
+    _write_atomic(path, state.model_dump_json(indent=2) + "\n")
+    return state

@@ -1,0 +1,421 @@
+"""What the user asked for: PEP 508 requirements, requirement files, ``pyproject.toml``
+and endpoint dependencies, and the resource groups they form."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from ..errors import BuildError
+from .settings import _NAME_RE, _Model, normalize_name
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on 3.10
+    import tomli as tomllib
+
+
+# ---------------------------------------------------------------------------
+# Requirements (PEP 508, checked without third-party parsers)
+# ---------------------------------------------------------------------------
+
+
+class RequirementSpec(_Model):
+    """One requirement as the user wrote it, and where."""
+
+    text: str
+    name: str
+    origin: str
+
+    def location(self) -> tuple[str | None, int | None]:
+        return _split_origin(self.origin)
+
+
+def _split_origin(origin: str) -> tuple[str | None, int | None]:
+    path, sep, line = origin.rpartition(":")
+    if sep and line.isdigit():
+        return path, int(line)
+    return (origin or None), None
+
+
+def _origin_error(message: str, origin: str, hint: str | None = None) -> BuildError:
+    path, line = _split_origin(origin)
+    return BuildError(message, path=path, line=line, hint=hint)
+
+
+_SPEC_OP_RE = re.compile(r"\s*(~=|===|==|!=|<=|>=|<|>)\s*")
+_VERSION_RE = re.compile(
+    r"v?(?:\d+!)?\d+(?:\.\d+)*"
+    r"(?:[-_.]?(?:a|b|c|rc|alpha|beta|pre|preview)[-_.]?\d*)?"
+    r"(?:-\d+|[-_.]?(?:post|rev|r)[-_.]?\d*)?"
+    r"(?:[-_.]?dev[-_.]?\d*)?"
+    r"(?:\+[a-z0-9]+(?:[-_.][a-z0-9]+)*)?",
+    re.IGNORECASE,
+)
+_MARKER_VARS = frozenset(
+    "python_version python_full_version os_name sys_platform platform_release platform_system"
+    " platform_version platform_machine platform_python_implementation implementation_name"
+    " implementation_version extra extras dependency_groups os.name sys.platform platform.version"
+    " platform.machine platform.python_implementation python_implementation".split()
+)
+_MARKER_TOKEN_RE = re.compile(
+    r"\s*(?:(?P<paren>[()])|(?P<string>'[^']*'|\"[^\"]*\")"
+    r"|(?P<op>not\s+in\b|in\b|===|==|!=|<=|>=|~=|<|>)"
+    r"|(?P<word>[A-Za-z_][A-Za-z0-9_.]*))"
+)
+
+
+class _MarkerSyntaxError(ValueError):
+    pass
+
+
+def _marker_tokens(marker: str) -> list[tuple[str, str]]:
+    tokens: list[tuple[str, str]] = []
+    pos = 0
+    marker = marker.rstrip()
+    while pos < len(marker):
+        match = _MARKER_TOKEN_RE.match(marker, pos)
+        if not match or match.end() == pos:
+            raise _MarkerSyntaxError(f"unexpected {marker[pos:].strip()[:20]!r} in marker")
+        kind = match.lastgroup or ""
+        value = match.group(kind)
+        if kind == "word" and value in ("and", "or"):
+            kind = value
+        tokens.append((kind, value))
+        pos = match.end()
+    return tokens
+
+
+def _check_marker(marker: str) -> None:
+    """Recursive descent over PEP 508's marker grammar; raises on the first error."""
+    tokens = _marker_tokens(marker)
+    pos = 0
+
+    def value() -> None:
+        nonlocal pos
+        if pos >= len(tokens):
+            raise _MarkerSyntaxError("marker ends early")
+        kind, text = tokens[pos]
+        if kind == "string" or (kind == "word" and text in _MARKER_VARS):
+            pos += 1
+            return
+        raise _MarkerSyntaxError(f"expected a marker variable or quoted string, got {text!r}")
+
+    def atom() -> None:
+        nonlocal pos
+        if pos < len(tokens) and tokens[pos] == ("paren", "("):
+            pos += 1
+            disjunction()
+            if pos >= len(tokens) or tokens[pos] != ("paren", ")"):
+                raise _MarkerSyntaxError("missing ')' in marker")
+            pos += 1
+            return
+        value()
+        if pos >= len(tokens) or tokens[pos][0] != "op":
+            raise _MarkerSyntaxError("expected a comparison operator in marker")
+        pos += 1
+        value()
+
+    def conjunction() -> None:
+        nonlocal pos
+        atom()
+        while pos < len(tokens) and tokens[pos][0] == "and":
+            pos += 1
+            atom()
+
+    def disjunction() -> None:
+        nonlocal pos
+        conjunction()
+        while pos < len(tokens) and tokens[pos][0] == "or":
+            pos += 1
+            conjunction()
+
+    if not tokens:
+        raise _MarkerSyntaxError("empty marker after ';'")
+    disjunction()
+    if pos != len(tokens):
+        raise _MarkerSyntaxError(f"unexpected {tokens[pos][1]!r} in marker")
+
+
+def _check_specifiers(spec: str) -> None:
+    spec = spec.strip()
+    if spec.startswith("(") and spec.endswith(")"):
+        spec = spec[1:-1]
+    for clause in spec.split(","):
+        match = _SPEC_OP_RE.match(clause)
+        if not match:
+            raise ValueError(f"expected a version specifier like '>=1.0', got {clause.strip()!r}")
+        op, version = match.group(1), clause[match.end() :].strip()
+        if not version:
+            raise ValueError(f"missing version after {op!r}")
+        if op == "===":
+            continue
+        if op in ("==", "!=") and version.endswith(".*"):
+            version = version[:-2]
+        if not _VERSION_RE.fullmatch(version):
+            raise ValueError(f"invalid version {version!r}")
+
+
+def _parse_pep508(text: str) -> str:
+    """Check ``text`` is a PEP 508 requirement and return its project name."""
+    match = _NAME_RE.match(text)
+    if not match:
+        raise ValueError("a requirement must start with a project name")
+    name = match.group(0)
+    rest = text[match.end() :].lstrip()
+    if rest.startswith("["):
+        close = rest.find("]")
+        if close < 0:
+            raise ValueError("missing ']' after extras")
+        for extra in filter(None, (e.strip() for e in rest[1:close].split(","))):
+            if not _NAME_RE.fullmatch(extra):
+                raise ValueError(f"invalid extra {extra!r}")
+        rest = rest[close + 1 :].lstrip()
+    marker: str | None = None
+    if rest.startswith("@"):
+        url_and_more = rest[1:].strip()
+        if not url_and_more:
+            raise ValueError("missing URL after '@'")
+        url, _, after = url_and_more.partition(" ")
+        if ";" in url and not after:
+            raise ValueError("a ';' after a URL needs a space before it")
+        after = after.strip()
+        if after:
+            if not after.startswith(";"):
+                raise ValueError(f"unexpected {after!r} after URL")
+            marker = after[1:]
+    else:
+        spec, sep, marker_text = rest.partition(";")
+        if spec.strip():
+            _check_specifiers(spec)
+        if sep:
+            marker = marker_text
+    if marker is not None:
+        _check_marker(marker)
+    return name
+
+
+def parse_requirement(text: str, origin: str) -> RequirementSpec:
+    """Validate one requirement; ``BuildError`` at ``origin`` (``file:line``) if it is not PEP 508."""
+    text = text.strip()
+    try:
+        name = _parse_pep508(text)
+    except ValueError as exc:
+        looks_like_path = text.startswith((".", "/", "~")) or "://" in text.split("@")[0] or text.endswith(".whl")
+        hint = (
+            "refer to a file or URL as 'name @ url'"
+            if looks_like_path
+            else "write it as 'name', 'name==1.2', 'name[extra]>=1,<2' or 'name; python_version >= \"3.11\"'"
+        )
+        raise _origin_error(f"invalid requirement {text!r}: {exc}", origin, hint) from None
+    return RequirementSpec(text=text, name=normalize_name(name), origin=origin)
+
+
+# ---------------------------------------------------------------------------
+# Collecting requirements
+# ---------------------------------------------------------------------------
+
+
+class CollectedRequirements(_Model):
+    """Requirements, constraints, notes for the user, and every file that was read."""
+
+    requirements: tuple[RequirementSpec, ...] = ()
+    constraints: tuple[RequirementSpec, ...] = ()
+    #: Lines that were understood but deliberately not applied, with ``file:line``.
+    warnings: tuple[str, ...] = ()
+    #: Absolute paths of every file read: declare them as the task's file inputs.
+    files: tuple[Path, ...] = ()
+
+    def merged(self, other: CollectedRequirements) -> CollectedRequirements:
+        return CollectedRequirements(
+            requirements=self.requirements + other.requirements,
+            constraints=self.constraints + other.constraints,
+            warnings=self.warnings + other.warnings,
+            files=self.files + tuple(f for f in other.files if f not in self.files),
+        )
+
+
+_COMMENT_RE = re.compile(r"(^|\s+)#.*$")
+_INCLUDE_RE = re.compile(r"^(-r|--requirement|-c|--constraint)(?:\s*=\s*|\s+|(?<=-r)|(?<=-c))(\S.*)$")
+_HASH_OPTION_RE = re.compile(r"\s+--hash(?:=|\s+)\S+")
+#: pip options that select indexes or wheel policy: reported, not applied.
+_IGNORED_OPTIONS = frozenset(
+    "-i --index-url --extra-index-url -f --find-links --no-index --trusted-host --pre"
+    " --prefer-binary --only-binary --no-binary --require-hashes --use-feature".split()
+)
+
+
+def _logical_lines(text: str) -> Iterable[tuple[int, str]]:
+    """Lines with comments removed and ``\\`` continuations joined; numbered from the first."""
+    pending: list[str] = []
+    start = 0
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not pending:
+            start = number
+        if raw.endswith("\\") and not _COMMENT_RE.search(raw):
+            pending.append(raw[:-1])
+            continue
+        pending.append(raw)
+        line = _COMMENT_RE.sub("", "".join(pending)).strip()
+        pending = []
+        if line:
+            yield start, line
+    if pending:
+        line = _COMMENT_RE.sub("", "".join(pending)).strip()
+        if line:
+            yield start, line
+
+
+def _relative_origin(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return Path(os.path.relpath(path, root)).as_posix()
+
+
+def read_requirements_file(path: Path, *, root: Path) -> CollectedRequirements:
+    """Parse a pip requirements file with its ``-r``/``-c`` includes (relative to the includer).
+
+    Origins are ``file:line`` relative to ``root``. Index and resolver options
+    are reported in ``warnings`` rather than applied: indexes come from the
+    build settings so every group resolves against the same ones.
+    """
+    requirements: list[RequirementSpec] = []
+    constraints: list[RequirementSpec] = []
+    warnings: list[str] = []
+    files: list[Path] = []
+
+    def visit(file: Path, *, as_constraints: bool, included_from: str | None) -> None:
+        file = file.resolve()
+        if file in files:
+            return
+        try:
+            text = file.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            where = included_from or _relative_origin(file, root)
+            raise _origin_error(f"cannot read requirements file {file}: {exc}", where) from None
+        files.append(file)
+        label = _relative_origin(file, root)
+        for number, line in _logical_lines(text):
+            origin = f"{label}:{number}"
+            include = _INCLUDE_RE.match(line)
+            if include:
+                option, target = include.groups()
+                nested = file.parent / target.strip().strip("'\"")
+                visit(nested, as_constraints=as_constraints or option in ("-c", "--constraint"), included_from=origin)
+                continue
+            if line.startswith("-"):
+                option = re.split(r"[\s=]", line, maxsplit=1)[0]
+                if option in ("-e", "--editable"):
+                    raise _origin_error(
+                        "editable requirements cannot be shipped to a worker",
+                        origin,
+                        "install it as a regular requirement ('name' or 'name @ url')",
+                    )
+                if option in _IGNORED_OPTIONS:
+                    warnings.append(
+                        f"{origin}: ignored {line!r}; indexes and wheel policy come from the build settings"
+                    )
+                    continue
+                raise _origin_error(f"unsupported option {option!r} in a requirements file", origin)
+            line = _HASH_OPTION_RE.sub("", line)
+            spec = parse_requirement(line, origin)
+            (constraints if as_constraints else requirements).append(spec)
+
+    visit(path, as_constraints=False, included_from=None)
+    return CollectedRequirements(
+        requirements=tuple(requirements),
+        constraints=tuple(constraints),
+        warnings=tuple(warnings),
+        files=tuple(files),
+    )
+
+
+_TOML_POSITION_RE = re.compile(r"\(at line (\d+), column (\d+)\)")
+
+
+def read_pyproject_dependencies(path: Path, *, root: Path) -> CollectedRequirements:
+    """``[project].dependencies`` of ``pyproject.toml`` (optional extras are not the app's)."""
+    label = _relative_origin(path.resolve(), root)
+    try:
+        raw = path.read_bytes()
+        data = tomllib.loads(raw.decode("utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        position = _TOML_POSITION_RE.search(str(exc))
+        line, col = (int(position.group(1)), int(position.group(2))) if position else (None, None)
+        raise BuildError(f"pyproject.toml is not valid TOML: {exc}", path=label, line=line, col=col) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BuildError(f"cannot read pyproject.toml: {exc}", path=label) from None
+    project = data.get("project", {})
+    deps = project.get("dependencies", []) if isinstance(project, dict) else []
+    if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+        raise BuildError("[project].dependencies must be a list of strings", path=label)
+    lines = raw.decode("utf-8").splitlines()
+    specs = []
+    for dep in deps:
+        quoted = (f'"{dep}"', f"'{dep}'")
+        number = next((i for i, text in enumerate(lines, 1) if any(q in text for q in quoted)), None)
+        origin = f"{label}:{number}" if number else label
+        specs.append(parse_requirement(dep, origin))
+    return CollectedRequirements(requirements=tuple(specs), files=(path.resolve(),))
+
+
+def collect_app_requirements(app_dir: Path) -> CollectedRequirements:
+    """Requirements of the app itself: ``requirements.txt`` (with includes) and ``pyproject.toml``.
+
+    Missing files contribute nothing; ``files`` lists what existed and was read.
+    """
+    root = app_dir.resolve()
+    collected = CollectedRequirements()
+    req_file = root / "requirements.txt"
+    if req_file.is_file():
+        collected = collected.merged(read_requirements_file(req_file, root=root))
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file():
+        collected = collected.merged(read_pyproject_dependencies(pyproject, root=root))
+    return collected
+
+
+def parse_endpoint_dependencies(
+    endpoints: Mapping[str, Sequence[tuple[str, str]]],
+) -> dict[str, tuple[RequirementSpec, ...]]:
+    """Validate each group's ``dependencies=[...]`` (``(text, "file.py:line")`` pairs)."""
+    return {
+        group: tuple(parse_requirement(text, origin) for text, origin in items)
+        for group, items in sorted(endpoints.items())
+    }
+
+
+class GroupSpec(_Model):
+    """The direct requirements one resource group needs: the app's plus its endpoints'."""
+
+    name: str
+    requirements: tuple[RequirementSpec, ...]
+    constraints: tuple[RequirementSpec, ...] = ()
+
+
+def _dedupe(specs: Iterable[RequirementSpec]) -> tuple[RequirementSpec, ...]:
+    seen: set[str] = set()
+    unique = []
+    for spec in specs:
+        if spec.text not in seen:
+            seen.add(spec.text)
+            unique.append(spec)
+    return tuple(unique)
+
+
+def plan_groups(
+    app: CollectedRequirements,
+    endpoints: Mapping[str, Sequence[tuple[str, str]]],
+    *,
+    default_group: str = "default",
+) -> tuple[GroupSpec, ...]:
+    """One ``GroupSpec`` per resource group (or ``default_group`` when there are none)."""
+    parsed = parse_endpoint_dependencies(endpoints) or {default_group: ()}
+    return tuple(
+        GroupSpec(name=name, requirements=_dedupe(app.requirements + specs), constraints=_dedupe(app.constraints))
+        for name, specs in parsed.items()
+    )
