@@ -60,7 +60,9 @@ one with it.
 
 from __future__ import annotations
 
+import base64
 import errno
+import hashlib
 import io
 import os
 import shutil
@@ -73,7 +75,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from flash_tasks.errors import BuildError
 
@@ -187,6 +189,17 @@ class Entry:
     source: Path | None
     is_dir: bool
     link_target: str | None = None
+    #: The file's digest as a wheel RECORD writes it (``sha256=<urlsafe b64>``): when
+    #: given, the bytes read are checked against it and a mismatch raises ``DamagedSource``.
+    expect: str | None = None
+
+
+class DamagedSource(BuildError):
+    """A file in the build folder no longer holds the bytes its record names."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} changed since it was installed", hint="the build repairs it; run again")
+        self.source = path
 
 
 #: The archive's root directory entry, written as ``./``.
@@ -411,8 +424,8 @@ class _GzipMember:
             if self._fill == CHUNK:
                 self._flush_chunk()
 
-    def copy_from(self, src: io.RawIOBase, size: int, path: Path) -> None:
-        """Append exactly ``size`` bytes read from ``src`` (the file at ``path``)."""
+    def copy_from(self, src: io.RawIOBase, size: int, path: Path, digest: Any = None) -> None:
+        """Append exactly ``size`` bytes read from ``src`` (the file at ``path``), hashing them into ``digest``."""
         remaining = size
         while remaining:
             want = min(remaining, CHUNK - self._fill)
@@ -425,6 +438,8 @@ class _GzipMember:
                     f"{path} shrank while it was being archived",
                     hint="make sure nothing writes to the build folder during the build",
                 )
+            if digest is not None:
+                digest.update(self._view[self._fill : self._fill + got])
             self._fill += got
             remaining -= got
             if self._fill == CHUNK:
@@ -462,6 +477,7 @@ def _member_bytes(data: bytes) -> bytes:
 #: don't need that.
 _END_MEMBER = _member_bytes(b"\0" * (2 * _BLOCK))
 END_MEMBER_SIZE = len(_END_MEMBER)
+END_MEMBER_SHA256 = hashlib.sha256(_END_MEMBER).hexdigest()
 
 
 def _write_entry(member: _GzipMember, entry: Entry, mtime: int) -> int:
@@ -488,7 +504,12 @@ def _write_entry(member: _GzipMember, entry: Entry, mtime: int) -> int:
         mode = 0o755 if st.st_mode & 0o111 else 0o644
         header = _header(name, mode, st.st_size, mtime, b"0")
         member.write(header)
-        member.copy_from(src, st.st_size, entry.source)
+        digest = hashlib.sha256() if entry.expect is not None else None
+        member.copy_from(src, st.st_size, entry.source, digest)
+        if digest is not None:
+            seen = "sha256=" + base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+            if seen != entry.expect:
+                raise DamagedSource(entry.source)
     pad = _padding(st.st_size)
     member.write(pad)
     return len(header) + st.st_size + len(pad)
@@ -560,6 +581,8 @@ class SegmentInfo:
     compressed_size: int
     raw_size: int
     entries: int
+    #: sha256 (hex) of the file's bytes, computed while writing.
+    sha256: str = ""
 
 
 def _write_entries(f: BinaryIO, entries: Iterable[Entry], mtime: int) -> tuple[int, int, int]:
@@ -588,8 +611,21 @@ def write_segment(
     if include_root:
         items = [ROOT, *entries]
     with _atomic_output(out) as f:
-        compressed, raw, count = _write_entries(f, items, mtime)
-    return SegmentInfo(out, compressed, raw, count)
+        hashing = _HashingWriter(f)
+        compressed, raw, count = _write_entries(hashing, items, mtime)  # type: ignore[arg-type]
+    return SegmentInfo(out, compressed, raw, count, hashing.digest.hexdigest())
+
+
+class _HashingWriter:
+    """Passes writes through to a file, hashing them on the way (the segment's record)."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes | memoryview) -> int:
+        self.digest.update(data)
+        return self._out.write(data)
 
 
 def write_segments_parallel(

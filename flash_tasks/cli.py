@@ -106,6 +106,9 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--python-version", default=None, metavar="X.Y", help="worker Python: 3.10, 3.11 or 3.12 (default: 3.12)")
     build.add_argument("--upgrade", action="store_true", help="resolve dependencies again instead of reusing the locks")
     build.add_argument(
+        "--verify", action="store_true", help="re-read every cached piece of .flash/ instead of trusting unchanged file stamps"
+    )
+    build.add_argument(
         "--runpod-flash-version",
         default=None,
         metavar="X.Y.Z",
@@ -166,6 +169,7 @@ def _build_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         exclude=tuple(args.exclude.split(",")) if args.exclude else (),
         python_version=args.python_version,
         upgrade=args.upgrade,
+        verify=args.verify,
         index_url=args.index_url,
         find_links=tuple(args.find_links),
         no_index=args.no_index,

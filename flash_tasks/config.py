@@ -19,6 +19,8 @@ from . import catalog
 from .errors import UsageError
 
 DEFAULT_ARTIFACT = "artifact.tar.gz"
+#: Names in .flash/ that belong to the tool; an artifact may not take them (nor any dot-name).
+RESERVED_NAMES = frozenset({"flash_manifest.json", "locks", "last-build.json"})
 DEFAULT_RUNPOD_FLASH_VERSION = "1.21.0"
 #: Fixed timestamp used when SOURCE_DATE_EPOCH is not set (1980-01-01, the zip epoch).
 DEFAULT_EPOCH = 315532800
@@ -42,6 +44,8 @@ class BuildConfig(BaseModel):
     #: The SDK bundled into the artifact (see ``_sdk_version_from_pyproject``).
     runpod_flash_version: str = DEFAULT_RUNPOD_FLASH_VERSION
     upgrade: bool = False
+    #: Re-read every cached piece instead of trusting unchanged stamps (``--verify``).
+    verify: bool = False
     #: Extra index settings (used by tests and air-gapped setups).
     find_links: tuple[str, ...] = ()
     no_index: bool = False
@@ -74,11 +78,19 @@ class BuildConfig(BaseModel):
     @field_validator("output")
     @classmethod
     def _output_is_a_name(cls, value: str) -> str:
-        if not value or value in (".", "..") or "/" in value or os.sep in value:
+        if not value or value in (".", "..") or "/" in value or os.sep in value or "\0" in value:
             raise UsageError(
                 f"--output must be a file name, got {value!r}",
                 hint="the artifact is written inside .flash/, e.g. -o my-app.tar.gz",
             )
+        if value.startswith(".") or value in RESERVED_NAMES or any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise UsageError(
+                f"--output {value!r} would collide with flash-tasks' own files in .flash/",
+                hint="pick a plain file name that does not start with '.', e.g. -o my-app.tar.gz "
+                f"(reserved: {', '.join(sorted(RESERVED_NAMES))} and every name starting with '.')",
+            )
+        if len(value.encode("utf-8", "surrogateescape")) > 200:
+            raise UsageError(f"--output name is too long ({len(value)} characters)", hint="use a name under 200 bytes")
         return value
 
     @field_validator("python_version")

@@ -107,7 +107,7 @@ def stage_action(config: BuildConfig, files: list[str]) -> None:
 
     previous = read_json(config.paths.stage_json, {})
     config.paths.build.mkdir(parents=True, exist_ok=True)
-    record = stage_sources(config.app_dir, config.paths.build, files, previous)
+    record = stage_sources(config.app_dir, config.paths.build, files, previous, verify=config.verify)
     write_json(config.paths.stage_json, record)
 
 
@@ -121,7 +121,7 @@ def scan_action(config: BuildConfig, rel: str) -> None:
 
         raise BuildError(f"cannot read {rel}: {exc.strerror}", path=rel, hint="make the file readable or ignore it in .gitignore") from None
     result = scan_source(data, rel)
-    write_text_atomic(scan_target(config, rel), json.dumps(result))
+    write_json(scan_target(config, rel), result)
 
 
 def _load_scan(config: BuildConfig, rel: str) -> dict[str, Any]:
@@ -148,7 +148,15 @@ def manifest_action(config: BuildConfig, py_files: list[str]) -> None:
     text = result.manifest.to_json()
     # .flash/flash_manifest.json is published by the archive task, next to the artifact it describes.
     write_text_atomic(config.paths.build_manifest, text)
-    write_json(config.paths.groups_json, {"python_version": result.manifest.python_version, "groups": result.groups})
+    write_json(
+        config.paths.groups_json,
+        {
+            "python_version": result.manifest.python_version,
+            "groups": result.groups,
+            # The manifest ships as it is, so its record lives here.
+            "manifest_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        },
+    )
     write_json(config.paths.env_json, result.env_used)
     write_json(config.paths.warnings_json, [w.render() for w in result.warnings])
 
@@ -173,13 +181,16 @@ def handlers_action(config: BuildConfig) -> None:
     from .handlers import render_handlers, write_generated
     from .stage import remove_file
 
+    from .store import record_tree
+
     manifest = json.loads(config.paths.build_manifest.read_text(encoding="utf-8"))
     files = render_handlers(manifest)
     write_generated(files, config.paths.build)
     previous = read_json(config.paths.handlers_json, {"files": []})
     for rel in set(previous.get("files", [])) - set(files):
         remove_file(config.paths.build / rel, config.paths.build)
-    write_json(config.paths.handlers_json, {"files": sorted(files)})
+    tree = record_tree(config.paths.build, sorted(files))
+    write_json(config.paths.handlers_json, {"files": sorted(files), "copies": tree.model_dump(mode="json")})
 
 
 def archive_action(config: BuildConfig) -> None:
@@ -220,61 +231,103 @@ class EnvUnchanged:
         return all(os.environ.get(name) == value for name, value in recorded.items())
 
 
-class OutputsPresent:
-    """Up to date only while the files a state record lists are still in the build folder.
+class TreeIntact:
+    """Up to date only while the files a task wrote into the build folder are as it wrote them.
 
-    Stamps stand in for big trees; this keeps a deleted or damaged ``.flash/.build``
-    from being mistaken for a finished one.
+    The task's state file records each file's digest and stamp; a file changed,
+    replaced or removed by hand (its stamp differs) makes the task run again,
+    and the task then restores it. With ``--verify`` the task always runs.
     """
 
-    def __init__(self, record: Path, build_dir: Path, key: str) -> None:
+    def __init__(self, record: Path, build_dir: Path, verify: bool) -> None:
         self.record = record
         self.build_dir = build_dir
-        self.key = key
+        self.verify = verify
 
     def __call__(self, task: Any, values: Any) -> bool:
-        data = read_json(self.record)
-        if data is None:
+        from pydantic import ValidationError
+
+        from .store import TreeRecord, tree_intact
+
+        if self.verify:
             return False
-        listed = data.get(self.key, [])
-        return all(os.path.lexists(self.build_dir / rel) for rel in listed)
+        data = read_json(self.record, {})
+        try:
+            tree = TreeRecord.model_validate(data.get("copies"))
+        except ValidationError:
+            return False
+        return tree_intact(self.build_dir, tree)
+
+
+class ManifestIntact:
+    """Up to date only while the build's manifest and the manifest phase's state files check out."""
+
+    def __init__(self, paths: Any) -> None:
+        self.paths = paths
+
+    def __call__(self, task: Any, values: Any) -> bool:
+        groups = read_json(self.paths.groups_json, {})
+        if read_json(self.paths.env_json) is None or read_json(self.paths.warnings_json) is None:
+            return False
+        try:
+            data = self.paths.build_manifest.read_bytes()
+        except OSError:
+            return False
+        return bool(groups.get("manifest_sha256") == hashlib.sha256(data).hexdigest())
 
 
 class LockMatches:
-    """Up to date only while the lock file was made from these very inputs.
+    """Up to date only while the lock file was made from these very inputs and is intact.
 
-    The lock records the digest of its inputs in its header; comparing it costs
-    one small read and catches a lock left by a build that was killed or undone.
+    The lock records the digest of its inputs in its header and of its own body
+    in its last line; checking both costs one small read and catches a lock left
+    by a build that was killed or undone, or changed by hand.
     """
 
     def __init__(self, lock: Path, digest: str) -> None:
         self.lock = lock
-        self.line = f"# inputs: {digest}"
+        self.digest = digest
 
     def __call__(self, task: Any, values: Any) -> bool:
-        try:
-            with open(self.lock, encoding="utf-8") as handle:
-                head = [handle.readline() for _ in range(3)]
-        except (OSError, UnicodeDecodeError):
-            return False
-        return any(line.rstrip("\n") == self.line for line in head)
+        from .deps.locks import lock_intact
+
+        return lock_intact(self.lock, self.digest)
 
 
 class InstallPresent:
-    """Up to date only while every installed distribution's top-level entries exist."""
+    """Up to date only while the install record is valid, its distributions present, the SDK copy intact."""
 
-    def __init__(self, record: Path, build_dir: Path) -> None:
+    def __init__(self, record: Path, build_dir: Path, sdk_record: Path, verify: bool) -> None:
         self.record = record
         self.build_dir = build_dir
+        self.sdk_record = sdk_record
+        self.verify = verify
 
     def __call__(self, task: Any, values: Any) -> bool:
-        data = read_json(self.record)
-        if data is None:
+        from .deps.installer import load_install_state
+        from .store import TreeRecord, load, tree_intact
+
+        if self.verify:
             return False
-        for dist in data.get("distributions", {}).values():
-            if not all(os.path.lexists(self.build_dir / top) for top in dist.get("top_level", ())):
+        state = load_install_state(self.record)
+        if state is None:
+            return False
+        for dist in state.distributions.values():
+            if not all(os.path.lexists(self.build_dir / top) for top in dist.top_level):
                 return False
-        return os.path.isdir(self.build_dir / "runpod_flash")
+        return tree_intact(self.build_dir, load(TreeRecord, self.sdk_record))
+
+
+class ArtifactIntact:
+    """Up to date only while the published artifact and manifest are what the last build wrote."""
+
+    def __init__(self, config: BuildConfig) -> None:
+        self.config = config
+
+    def __call__(self, task: Any, values: Any) -> bool:
+        from .package import artifact_intact
+
+        return artifact_intact(self.config)
 
 
 # -- the graph -----------------------------------------------------------------------
@@ -307,7 +360,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
             "actions": [(guarded(stage_action), [config, files])],
             "file_dep": [str(paths.files_json)] + [str(config.app_dir / f) for f in files],
             "targets": [str(paths.stage_json)],
-            "uptodate": [config_changed({"tool": tool, "app": app}), OutputsPresent(paths.stage_json, paths.build, "files")],
+            "uptodate": [config_changed({"tool": tool, "app": app}), TreeIntact(paths.stage_json, paths.build, config.verify)],
             "verbosity": 0,
         }
 
@@ -339,7 +392,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
             "actions": [(guarded(manifest_action), [config, py_files])],
             "file_dep": [str(scan_target(config, f)) for f in py_files] + [str(paths.stage_json)],
             "targets": [str(paths.build_manifest), str(paths.groups_json), str(paths.env_json), str(paths.warnings_json)],
-            "uptodate": [config_changed(manifest_config), EnvUnchanged(paths.env_json)],
+            "uptodate": [config_changed(manifest_config), EnvUnchanged(paths.env_json), ManifestIntact(paths)],
             "verbosity": 0,
         }
 
@@ -389,7 +442,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
     @create_after(executed="manifest")
     def task_install() -> dict[str, Any]:
         """Install the locked distributions into .flash/.build."""
-        from .deps.tasks import lock_path
+        from .deps.tasks import lock_path, sdk_record_path
 
         info = current_groups()
         groups = sorted(info["groups"])
@@ -400,7 +453,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
             "targets": [str(paths.install_json)],
             "uptodate": [
                 config_changed({**deps_config, "groups": groups, "python": info["python_version"]}),
-                InstallPresent(paths.install_json, paths.build),
+                InstallPresent(paths.install_json, paths.build, sdk_record_path(config), config.verify),
             ],
             "verbosity": 0,
         }
@@ -412,7 +465,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
             "file_dep": [str(paths.build_manifest), str(paths.install_json)],
             "task_dep": ["install"],
             "targets": [str(paths.handlers_json)],
-            "uptodate": [config_changed({"tool": tool, "app": app}), OutputsPresent(paths.handlers_json, paths.build, "files")],
+            "uptodate": [config_changed({"tool": tool, "app": app}), TreeIntact(paths.handlers_json, paths.build, config.verify)],
             "verbosity": 0,
         }
 
@@ -426,8 +479,10 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
             "uptodate": [
                 config_changed(
                     {"tool": tool, "app": app, "exclude": list(config.excluded), "epoch": source_date_epoch(), "out": config.output}
-                )
-            ],
+                ),
+                ArtifactIntact(config),
+            ]
+            + ([False] if config.verify else []),
             "verbosity": 0,
         }
 

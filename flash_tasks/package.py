@@ -34,6 +34,7 @@ from typing import Any
 from .config import BuildConfig
 from .errors import BuildError
 from .stage import read_json, write_bytes_atomic
+from .store import Blob, BlobRecord, Record, Stamp, TreeRecord, check_file, content_hash, load, read_record, save, tree_intact
 
 SEGMENT_FORMAT = 3
 #: Distributions bigger than this are split into chunks compressed in parallel.
@@ -41,7 +42,6 @@ CHUNK_BYTES = 64 * 1024 * 1024
 SKIPPED_NAMES = frozenset({"__pycache__"})
 SKIPPED_SUFFIXES = (".pyc", ".pyo")
 SDK_PACKAGE = "runpod_flash"
-FRESH = ""
 
 
 def _keep(rel: str) -> bool:
@@ -67,34 +67,84 @@ def _walk_files(root: Path, top: str) -> list[str]:
 
 
 def _distributions(config: BuildConfig) -> dict[str, Any]:
-    state = read_json(config.paths.install_json, {}) or {}
-    return dict(state.get("distributions", {}))
+    from .deps.installer import load_install_state
+
+    state = load_install_state(config.paths.install_json)
+    if state is None:
+        return {}
+    return {name: dist.model_dump(mode="json") for name, dist in state.distributions.items()}
 
 
-def _dist_files(build: Path, dist: dict[str, Any]) -> list[str]:
-    """A distribution's files: its RECORD plus everything in its dist-info folder."""
-    from .deps.installer import InstalledDistribution, distribution_files
+def _dist_files(build: Path, dist: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """A distribution's files, each with the digest its RECORD gives (None: not listed).
 
-    model = InstalledDistribution.model_validate(dist)
+    The RECORD is checked against the digest taken at install time first, so a
+    damaged RECORD can never vouch for damaged files.
+    """
+    dist_info = dist["dist_info"]
     try:
-        listed = distribution_files(build, model)
-    except OSError as exc:
-        raise BuildError(
-            f"the installed distribution {model.name} {model.version} is damaged ({exc.strerror})",
-            hint="run 'flash clean --keep-locks' and build again",
-        ) from None
-    files = {PurePosixPath(p).as_posix() for p in listed if not p.startswith("..")}
-    files.update(_walk_files(build, model.dist_info))
-    return sorted(f for f in files if os.path.lexists(build / f))
+        rows = read_record(build / dist_info / "RECORD")
+    except (OSError, UnicodeDecodeError, ValueError):
+        rows = None
+    if rows is None or content_hash(build, dist_info, rows) != dist.get("content_hash"):
+        raise DamagedDistribution(str(dist["name"]))
+    listed = {PurePosixPath(path).as_posix(): (digest or None) for path, digest, _ in rows if not path.startswith("..")}
+    for extra in _walk_files(build, dist_info):
+        listed.setdefault(extra, None)
+    return sorted((f, digest) for f, digest in listed.items() if os.path.lexists(build / f))
+
+
+class DamagedDistribution(BuildError):
+    """An installed distribution's files in ``.flash/.build`` no longer match its record."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"the installed distribution {name} was changed in .flash/.build", hint="the build reinstalls it")
+        self.name = name
 
 
 def _fresh_files(config: BuildConfig) -> list[str]:
+    """The app's staged sources, the generated files and the SDK copy: exactly the files their records name."""
+    from .deps.sdk import sdk_record_path
+
     paths = config.paths
     files: set[str] = set(read_json(paths.stage_json, {}).get("files", {}))
     files.update(read_json(paths.handlers_json, {}).get("files", []))
     files.add(paths.build_manifest.relative_to(paths.build).as_posix())
-    files.update(_walk_files(paths.build, SDK_PACKAGE))
-    return sorted(files)
+    sdk = load(TreeRecord, sdk_record_path(config))
+    files.update(sdk.files if sdk is not None else _walk_files(paths.build, SDK_PACKAGE))
+    return sorted(f for f in files if os.path.lexists(paths.build / f))
+
+
+def _ensure_fresh(config: BuildConfig) -> None:
+    """Restore staged sources, handlers and the SDK copy if anything changed them since they were written.
+
+    Their tasks check them at the start of the build; this catches what changed
+    them later in the same build (a distribution that installs a file of the
+    same name is refused, but only after it was written).
+    """
+    from pydantic import ValidationError
+
+    from .deps.sdk import bundle_sdk, sdk_record_path
+    from .deps.tasks import settings_for
+    from .graph import handlers_action, stage_action
+
+    paths = config.paths
+    if not tree_intact(paths.build, load(TreeRecord, sdk_record_path(config))):
+        python = read_json(paths.groups_json, {}).get("python_version")
+        bundle_sdk(config, settings_for(config, python))
+    for record_path, restore in ((paths.stage_json, "stage"), (paths.handlers_json, "handlers")):
+        data = read_json(record_path, {})
+        try:
+            tree = TreeRecord.model_validate(data.get("copies"))
+        except ValidationError:
+            tree = None
+        if tree_intact(paths.build, tree):
+            continue
+        if restore == "stage":
+            stage_action(config, sorted(data.get("files", {})))
+        else:
+            handlers_action(config)
+
 
 
 @dataclass
@@ -106,8 +156,31 @@ class DistSegments:
     own_tops: list[str]
     paths: list[Path]
 
-    def missing(self) -> bool:
-        return not all(p.exists() for p in self.paths)
+
+class SegmentIndex(Record):
+    """The record of every cached segment: its digest, size and stamp when written."""
+
+    segments: dict[str, BlobRecord] = {}
+
+
+class ArtifactRecord(Record):
+    """What an artifact file holds: its gzip members in order, and its stamp."""
+
+    name: str
+    members: list[Blob]
+    stamp: Stamp
+
+
+def segment_index_path(config: BuildConfig) -> Path:
+    return config.paths.state / "segments.json"
+
+
+def artifact_record_path(config: BuildConfig) -> Path:
+    return config.paths.state / "artifact.json"
+
+
+def spare_record_path(config: BuildConfig) -> Path:
+    return config.paths.state / "spare.json"
 
 
 def plan_segments(config: BuildConfig) -> tuple[list[str], list[DistSegments]]:
@@ -115,9 +188,10 @@ def plan_segments(config: BuildConfig) -> tuple[list[str], list[DistSegments]]:
 
     A distribution's own top-level entries (those no other owner shares) go to
     its cached segments, named by a key over what they contain, so a segment
-    that exists is reused without listing a single file; big distributions are
-    split into chunks that compress in parallel. Entries shared with the app or
-    other distributions (``bin/``, namespace packages) go to the fresh segment.
+    that checks out against its record is reused without listing a single file;
+    big distributions are split into chunks that compress in parallel. Entries
+    shared with the app or other distributions (``bin/``, namespace packages)
+    go to the fresh segment.
     """
     from .archive import COMPRESSOR, archive_mtime
 
@@ -135,7 +209,7 @@ def plan_segments(config: BuildConfig) -> tuple[list[str], list[DistSegments]]:
         tops = set(dist.get("top_level", ()))
         own_tops = sorted(t for t in tops if owners[t] == 1 and t not in local_tops)
         if tops - set(own_tops):
-            fresh.extend(f for f in _dist_files(build, dist) if _keep(f) and f.split("/", 1)[0] not in own_tops)
+            fresh.extend(f for f, _ in _dist_files(build, dist) if _keep(f) and f.split("/", 1)[0] not in own_tops)
         if not own_tops:
             continue
         name = f"{dist['name']}-{dist['version']}"
@@ -161,7 +235,7 @@ def _chunks(entries: list[Any], count: int) -> list[list[Any]]:
     return out
 
 
-def _entries(build: Path, files: Iterable[str], *, with_root: bool) -> list[Any]:
+def _entries(build: Path, files: Iterable[str], *, with_root: bool, expect: dict[str, str | None] | None = None) -> list[Any]:
     """Archive entries for ``files`` and the folders that hold them, in tarfile.add order."""
     from .archive import ROOT, Entry
 
@@ -171,6 +245,7 @@ def _entries(build: Path, files: Iterable[str], *, with_root: bool) -> list[Any]
         for depth in range(1, len(parts)):
             wanted.setdefault("/".join(parts[:depth]), True)
         wanted[f] = False
+    expect = expect or {}
     out = [ROOT] if with_root else []
     for rel in sorted(wanted, key=lambda r: r.split("/")):
         path = build / rel
@@ -179,60 +254,144 @@ def _entries(build: Path, files: Iterable[str], *, with_root: bool) -> list[Any]
         elif path.is_symlink():
             out.append(Entry(rel, path, False, os.readlink(path)))
         else:
-            out.append(Entry(rel, path, False))
+            out.append(Entry(rel, path, False, expect=expect.get(rel)))
     return out
 
 
+def _valid_segments(config: BuildConfig, cached: list[DistSegments], verify: bool) -> dict[str, BlobRecord]:
+    """The cached segments that still hold what their records say; the others are deleted."""
+    index = load(SegmentIndex, segment_index_path(config)) or SegmentIndex()
+    valid: dict[str, BlobRecord] = {}
+    for group in cached:
+        for path in group.paths:
+            record = check_file(path, index.segments.get(path.name), verify=verify)
+            if record is None:
+                _remove_any(path)
+            else:
+                valid[path.name] = record
+    return valid
+
+
+def _remove_any(path: Path) -> None:
+    """Delete whatever is at ``path`` (a file, a link, or a folder put there by mistake)."""
+    import shutil
+
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def build_archive(config: BuildConfig) -> None:
-    """Write the artifact for the current build, reusing cached segments, then publish the manifest."""
-    from .archive import write_segments_parallel
+    """Write the artifact, repairing an installed distribution found damaged on the way."""
+    from .archive import DamagedSource
+
+    for attempt in range(3):
+        try:
+            _build_archive(config)
+            return
+        except DamagedDistribution as exc:
+            if attempt == 2:
+                raise
+            _repair(config, exc.name)
+        except DamagedSource as exc:
+            if attempt == 2:
+                raise
+            _repair(config, _owner(config, exc.source))
+
+
+def _owner(config: BuildConfig, source: Path) -> str:
+    rel = source.relative_to(config.paths.build).as_posix()
+    for dist in _distributions(config).values():
+        if rel.split("/", 1)[0] in dist.get("top_level", ()):
+            try:
+                if any(f == rel for f, _ in _dist_files(config.paths.build, dist)):
+                    return str(dist["name"])
+            except DamagedDistribution:
+                return str(dist["name"])
+    raise BuildError(f"{rel} in .flash/.build changed during the build", hint="build again")
+
+
+def _repair(config: BuildConfig, name: str) -> None:
+    """Reinstall one distribution whose files in ``.flash/.build`` were changed."""
+    from .deps.tasks import reinstall
+
+    reinstall(config, name)
+
+
+def _build_archive(config: BuildConfig) -> None:
+    from .archive import END_MEMBER_SHA256, END_MEMBER_SIZE, write_segments_parallel
 
     paths = config.paths
     build = paths.build
+    if paths.segments.exists() and not paths.segments.is_dir():
+        _remove_any(paths.segments)
     paths.segments.mkdir(parents=True, exist_ok=True)
+    _ensure_fresh(config)
     fresh, cached = plan_segments(config)
+    valid = _valid_segments(config, cached, config.verify)
+    # Files of distributions that share a top-level entry ship in the fresh segment: check them too.
+    fresh_tops = {f.split("/", 1)[0] for f in fresh}
+    fresh_expect: dict[str, str | None] = {}
+    for dist in _distributions(config).values():
+        if set(dist.get("top_level", ())) & fresh_tops:
+            fresh_expect.update(_dist_files(build, dist))
     fresh_path = paths.segments / f".fresh-{os.getpid()}.gz"
-    jobs = [(_entries(build, fresh, with_root=True), fresh_path)]
+    jobs = [(_entries(build, fresh, with_root=True, expect=fresh_expect), fresh_path)]
     for group in cached:
-        if group.missing():
+        if not all(p.name in valid for p in group.paths):
             own = set(group.own_tops)
-            files = [f for f in _dist_files(build, group.dist) if _keep(f) and f.split("/", 1)[0] in own]
-            for entries, target in zip(_chunks(_entries(build, files, with_root=False), len(group.paths)), group.paths):
-                jobs.append((entries, target))
+            listed = [(f, e) for f, e in _dist_files(build, group.dist) if _keep(f) and f.split("/", 1)[0] in own]
+            entries = _entries(build, [f for f, _ in listed], with_root=False, expect=dict(listed))
+            for chunk, target in zip(_chunks(entries, len(group.paths)), group.paths):
+                jobs.append((chunk, target))
     try:
-        write_segments_parallel(jobs)
+        infos = write_segments_parallel(jobs)
+        index = SegmentIndex(segments=dict(valid))
+        for info in infos[1:]:
+            stamp = Stamp.of(info.path)
+            if stamp is not None:
+                index.segments[info.path.name] = BlobRecord(blob=Blob(sha256=info.sha256, size=info.compressed_size), stamp=stamp)
+        save(segment_index_path(config), SegmentIndex(segments=dict(sorted(index.segments.items()))))
         # Dependencies first, sources last: an edit then only changes the artifact's tail.
         prefix = [p for group in cached for p in group.paths]
-        check_size(config, sum(p.stat().st_size for p in prefix) + fresh_path.stat().st_size)
+        members = [index.segments[p.name].blob for p in prefix]
+        fresh_blob = Blob(sha256=infos[0].sha256, size=infos[0].compressed_size)
+        check_size(config, sum(m.size for m in members) + fresh_blob.size)
         paths.artifact.parent.mkdir(parents=True, exist_ok=True)
-        publish(config, prefix, fresh_path)
+        publish(config, prefix, members, fresh_path, [fresh_blob, Blob(sha256=END_MEMBER_SHA256, size=END_MEMBER_SIZE)])
     finally:
         fresh_path.unlink(missing_ok=True)
     # The manifest next to the artifact always describes the artifact next to it.
+    if paths.manifest.is_dir() and not paths.manifest.is_symlink():
+        _remove_any(paths.manifest)
     write_bytes_atomic(paths.manifest, paths.build_manifest.read_bytes())
     keep = {p.name for group in cached for p in group.paths}
     for old in paths.segments.glob("*.gz"):
         if old.name not in keep:
-            old.unlink(missing_ok=True)
+            _remove_any(old)
 
 
-def publish(config: BuildConfig, prefix: list[Path], fresh: Path) -> None:
+def publish(config: BuildConfig, prefix: list[Path], prefix_members: list[Blob], fresh: Path, tail: list[Blob]) -> None:
     """Put the new artifact in place without ever changing the published file.
 
     The previous artifact is kept as a spare (a hard link made just before the
-    new one is renamed into place). When its leading segments are the
-    dependency segments needed now, the spare is cut after them and the fresh
-    segment appended, so an edit writes only the size of the sources, not of
-    the dependencies. Otherwise the segments are concatenated into a new file.
+    new one is renamed into place). When the spare's record says its leading
+    members are the dependency segments needed now, and its stamp says it was
+    not touched since, it is cut after them and the fresh segment appended, so an
+    edit writes only the size of the sources. Otherwise the segments are
+    concatenated into a new file. ``tail`` is the fresh segment's and the end
+    marker's records.
     """
     from .archive import assemble, replace_tail
 
     paths = config.paths
     spare = paths.state / "spare.tar.gz"
     work = paths.state / ".next.tar.gz"
-    work.unlink(missing_ok=True)
-    keep = sum(p.stat().st_size for p in prefix)
-    if _starts_with(spare, prefix):
+    _remove_any(work)
+    keep = sum(m.size for m in prefix_members)
+    members = [*prefix_members, *tail]
+    if _spare_starts_with(config, spare, prefix_members):
         os.replace(spare, work)
         try:
             replace_tail(work, keep, [fresh])
@@ -241,59 +400,93 @@ def publish(config: BuildConfig, prefix: list[Path], fresh: Path) -> None:
             raise
     else:
         assemble([*prefix, fresh], work)
-    spare.unlink(missing_ok=True)
-    if paths.artifact.is_file():
+    _remove_any(spare)
+    spare_record_path(config).unlink(missing_ok=True)
+    previous = load(ArtifactRecord, artifact_record_path(config))
+    if paths.artifact.is_dir() and not paths.artifact.is_symlink():
+        _remove_any(paths.artifact)
+    elif previous is not None and previous.name == config.output and Stamp.of(paths.artifact) == previous.stamp:
         try:
             os.link(paths.artifact, spare)
+            save(spare_record_path(config), previous)
         except OSError:
             pass  # no hard links here: the next build concatenates instead
+    stamp = Stamp.of(work)
     os.replace(work, paths.artifact)
+    if stamp is not None:
+        save(artifact_record_path(config), ArtifactRecord(name=config.output, members=members, stamp=stamp))
     if not spare.exists():
         # A first build has no previous artifact to keep: copy this one now, so that
         # even the first edit costs only the size of the sources.
-        _copy_spare(paths.artifact, spare)
+        _copy_spare(config, paths.artifact, spare, members)
 
 
-def _copy_spare(artifact: Path, spare: Path) -> None:
+def _copy_spare(config: BuildConfig, artifact: Path, spare: Path, members: list[Blob]) -> None:
     from .archive import copy_all
 
     tmp = spare.with_name(".spare.tmp")
     try:
         with open(artifact, "rb") as src, open(tmp, "wb") as dst:
             copy_all(src, dst)
+        stamp = Stamp.of(tmp)
         os.replace(tmp, spare)
+        if stamp is not None:
+            save(spare_record_path(config), ArtifactRecord(name=config.output, members=members, stamp=stamp))
     except OSError:
         tmp.unlink(missing_ok=True)  # only a missed speed-up: never fail the build for it
 
 
-def _starts_with(candidate: Path, segments: list[Path]) -> bool:
-    """Whether ``candidate`` begins with exactly these gzip members.
+def _spare_starts_with(config: BuildConfig, spare: Path, members: list[Blob]) -> bool:
+    """Whether the spare, untouched since its record was written, begins with exactly these members.
 
-    Each member's header and its 8-byte trailer (CRC-32 and length of its
-    content) are compared at the offsets the segments would occupy: cheap, and
-    a stale or damaged spare never passes. A file with another link is never
-    used, since changing it would change every name it has.
+    A file with another link is never used, since changing it would change every
+    name it has.
     """
+    record = load(ArtifactRecord, spare_record_path(config))
+    if record is None or record.members[: len(members)] != members:
+        return False
     try:
-        st = candidate.stat()
-        if st.st_nlink != 1:
-            return False
-        offset = 0
-        with open(candidate, "rb") as spare:
-            for seg in segments:
-                size = seg.stat().st_size
-                if offset + size > st.st_size or size < 18:
+        st = os.lstat(spare)
+    except OSError:
+        return False
+    if st.st_nlink != 1 or Stamp.of(spare) != record.stamp:
+        return False
+    if config.verify:
+        return _members_check(spare, record.members)
+    return True
+
+
+def _members_check(path: Path, members: list[Blob]) -> bool:
+    """Re-read ``path`` and compare each gzip member's bytes with its record."""
+    try:
+        with open(path, "rb") as handle:
+            for member in members:
+                digest = hashlib.sha256()
+                left = member.size
+                while left:
+                    chunk = handle.read(min(left, 1 << 20))
+                    if not chunk:
+                        return False
+                    digest.update(chunk)
+                    left -= len(chunk)
+                if digest.hexdigest() != member.sha256:
                     return False
-                with open(seg, "rb") as src:
-                    head, src_tail = src.read(10), (src.seek(size - 8), src.read(8))[1]
-                spare.seek(offset)
-                if spare.read(10) != head:
-                    return False
-                spare.seek(offset + size - 8)
-                if spare.read(8) != src_tail:
-                    return False
-                offset += size
-        return True
+            return not handle.read(1)
+    except OSError:
+        return False
+
+
+def artifact_intact(config: BuildConfig) -> bool:
+    """Whether the published artifact and manifest are what the last build wrote."""
+    record = load(ArtifactRecord, artifact_record_path(config))
+    if record is None or record.name != config.output:
+        return False
+    if Stamp.of(config.paths.artifact) != record.stamp:
+        return False
+    if config.verify and not _members_check(config.paths.artifact, record.members):
+        return False
+    try:
+        return config.paths.manifest.read_bytes() == config.paths.build_manifest.read_bytes()
     except OSError:
         return False
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import io
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -199,6 +200,15 @@ def _save_task_configs(config: BuildConfig, configs: dict[str, dict[str, Any]], 
 RUNNING_MARKER = "running"
 
 
+#: Temporary names the tool's own writers use; recovery deletes these and nothing else.
+TEMPORARY_NAMES = re.compile(
+    r"^\..+\.tmp-\d+(-\d+)?$"  # atomic writes: .<name>.tmp-<pid>[-<thread>]
+    r"|^\..+\.[A-Za-z0-9_]{8}\.tmp$"  # lock files written through mkstemp
+    r"|^\.fresh-\d+\.gz$|^\.next\.tar\.gz$|^\.spare\.tmp$"  # the archive's work files
+    r"|^\.runpod_flash\.tmp-sdk$|^\.flash-sdk-"  # the SDK being copied or fetched
+)
+
+
 def recover_if_interrupted(config: BuildConfig) -> bool:
     """Sweep a killed build's temporary files and, after one, forget doit's record.
 
@@ -206,27 +216,38 @@ def recover_if_interrupted(config: BuildConfig) -> bool:
     renamed into place as each task finishes; a build killed in between leaves
     outputs newer than the record, and undoing the edit would make a stale output
     look up to date. Forgetting the record makes every task check its inputs
-    again; the phases' own content checks (lock digests, install state, segment
-    keys) keep that cheap. Returns True when there was something to recover.
+    again; the records kept with every output (stamps and digests) keep that
+    cheap. Only files matching ``TEMPORARY_NAMES`` are deleted: a dotfile that
+    ships (the SDK's ``.env.example``) is never one. Returns True when there was
+    something to recover.
     """
     paths = config.paths
-    # Temporary files only a killed build leaves (no other build of this app runs: we hold its lock).
-    for pattern in (".*.tmp-*", ".flash-sdk-*"):
-        for leftover in paths.flash.glob(pattern):
-            _remove_tree(leftover)
-    if paths.segments.is_dir():
-        for leftover in paths.segments.glob(".*"):
-            _remove_tree(leftover)
+    # Where temporaries usually are; cheap enough to sweep on every build.
+    for folder in (paths.flash, paths.state, paths.segments):
+        _sweep(folder)
     if not (paths.state / RUNNING_MARKER).exists():
         return False
     for db in paths.flash.glob(paths.db.name + "*"):
-        db.unlink(missing_ok=True)
-    for folder in (paths.state, paths.locks):
+        _remove_tree(db)
+    for folder in (paths.state, paths.locks, paths.build):
         if folder.is_dir():
-            for leftover in folder.rglob(".*"):
-                _remove_tree(leftover)
+            for dirpath, dirnames, filenames in os.walk(folder):
+                for name in [*filenames, *dirnames]:
+                    if TEMPORARY_NAMES.match(name):
+                        _remove_tree(Path(dirpath) / name)
+                dirnames[:] = [d for d in dirnames if not TEMPORARY_NAMES.match(d)]
     (paths.build / ".lock").unlink(missing_ok=True)
     return True
+
+
+def _sweep(folder: Path) -> None:
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if TEMPORARY_NAMES.match(name):
+            _remove_tree(folder / name)
 
 
 def _remove_tree(path: Path) -> None:
@@ -236,6 +257,56 @@ def _remove_tree(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+def prepare_flash_dir(config: BuildConfig) -> None:
+    """Make ``.flash/`` usable: whatever the tool wrote there is a cache, so damage is cleared.
+
+    A file where the folder should be, or a folder where the build lock file
+    should be, is removed; a folder that cannot be written is one clear error.
+    """
+    paths = config.paths
+    try:
+        if os.path.lexists(paths.flash) and not paths.flash.is_dir():
+            paths.flash.unlink()
+        for folder in (paths.flash, paths.state):
+            if os.path.lexists(folder) and not folder.is_dir():
+                folder.unlink()
+            folder.mkdir(exist_ok=True)
+        if paths.lock_file.is_dir() and not paths.lock_file.is_symlink():
+            _remove_tree(paths.lock_file)
+        probe = paths.state / f".probe.tmp-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise BuildError(
+            f"cannot write to {paths.flash}: {exc.strerror or exc}",
+            path=str(paths.flash),
+            hint="make the folder writable (or remove it: everything in .flash/ is rebuilt), and free disk space if it is full",
+        ) from None
+
+
+def _db_usable(db: Path) -> bool:
+    """Whether doit's sqlite record can be opened and read (a missing one is fine: doit makes it)."""
+    import sqlite3
+
+    if not os.path.lexists(db):
+        return True
+    if not db.is_file():
+        return False
+    try:
+        connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            rows = connection.execute("PRAGMA quick_check").fetchall()
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return False
+    return rows == [("ok",)]
+
+
+def _record_damaged(printed: str) -> bool:
+    return bool(re.search(r"sqlite3|database|JSONDecodeError|Expecting value|UnicodeDecodeError", printed))
 
 
 def _doit_failure(code: int, failure: str | None, printed: str, verbose: IO[str] | None) -> BuildError:
@@ -280,8 +351,9 @@ def run_tasks(
 
         explainer = Explainer(config)
     log = _Log(verbose_stream, listener, explainer)
+    prepare_flash_dir(config)
     with build_lock(config, wait_stream if wait_stream is not None else verbose_stream):
-        config.paths.state.mkdir(parents=True, exist_ok=True)
+        prepare_flash_dir(config)
         recover_if_interrupted(config)
         running = config.paths.state / RUNNING_MARKER
         running.touch()
@@ -293,8 +365,20 @@ def run_tasks(
         # report below instead of showing them raw. Subprocesses (uv) keep the real stderr.
         doit_errors = io.StringIO()
         try:
+            if not _db_usable(config.paths.db):
+                # doit's record is a cache like the rest: damaged means absent (every task checks its inputs).
+                for db in config.paths.flash.glob(config.paths.db.name + "*"):
+                    _remove_tree(db)
             with contextlib.redirect_stderr(doit_errors):
                 code = DoitMain(loader, config_filenames=()).run(argv)
+            if code == 3 and not RAISED and log.failure is None and _record_damaged(doit_errors.getvalue()):
+                # doit could not read its own record (damaged in a way sqlite's check misses): forget it, once.
+                for db in config.paths.flash.glob(config.paths.db.name + "*"):
+                    _remove_tree(db)
+                doit_errors = io.StringIO()
+                log.events.clear()
+                with contextlib.redirect_stderr(doit_errors):
+                    code = DoitMain(loader, config_filenames=()).run(argv)
             if code in (0, 1):
                 # doit has saved its record of this run: it matches the outputs again.
                 # (Code 3 means doit itself failed, possibly while saving: stay careful.)

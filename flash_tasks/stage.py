@@ -55,19 +55,46 @@ def write_text_atomic(path: Path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
+#: Marks a state file written by ``write_json``: its data and a digest of that data.
+STATE_FORMAT = "flash-tasks-state/1"
+
+
+def _state_digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def write_json(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True))
+    """Write a state file that carries a digest of its own content (checked by ``read_json``)."""
+    envelope = {"format": STATE_FORMAT, "sha256": _state_digest(data), "data": data}
+    write_text_atomic(path, json.dumps(envelope, indent=1, sort_keys=True))
 
 
 def read_json(path: Path, default: Any = None) -> Any:
-    """A state file's content, or ``default`` when it is missing or damaged.
+    """A state file's content, or ``default`` when it is missing, damaged or not ours.
 
-    A damaged file (say, emptied by a power cut) then simply makes its task run
-    again instead of failing every later build.
+    The file must be what ``write_json`` wrote: a flipped byte, a truncation or
+    other valid JSON in its place fails the digest check, and the task that
+    owns the file then simply runs again instead of trusting it.
     """
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, NotADirectoryError, ValueError, UnicodeDecodeError):
+        envelope = json.loads(path.read_bytes())
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        return default
+    if not isinstance(envelope, dict) or envelope.get("format") != STATE_FORMAT or "data" not in envelope:
+        return default
+    data = envelope["data"]
+    if envelope.get("sha256") != _state_digest(data):
+        return default
+    if default is not None and type(data) is not type(default):
+        return default
+    return data
+
+
+def read_plain_json(path: Path, default: Any = None) -> Any:
+    """A JSON file that is not a state file (the manifest), or ``default`` if unreadable."""
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
         return default
 
 
@@ -135,14 +162,28 @@ def fingerprint(app_dir: Path, files: Iterable[str]) -> str:
     return digest.hexdigest()
 
 
-def stage_sources(app_dir: Path, build_dir: Path, files: list[str], previous: dict[str, Any]) -> dict[str, Any]:
+def stage_sources(
+    app_dir: Path, build_dir: Path, files: list[str], previous: dict[str, Any], *, verify: bool = False
+) -> dict[str, Any]:
     """Mirror the shipped files into the build folder, copying only what changed.
 
     ``previous`` is the last stage record; files no longer shipped are removed
-    from the build folder. Returns the new record.
+    from the build folder. A copy in the build folder is trusted only while its
+    stamp matches the record made when it was written (with ``verify``: while
+    its bytes do); a copy changed or removed by hand is copied again. Returns
+    the new record.
     """
+    from pydantic import ValidationError
+
+    from .store import TreeRecord, check_file, record_file
+
     old: dict[str, list[int]] = previous.get("files", {}) if previous else {}
+    try:
+        old_copies = TreeRecord.model_validate(previous.get("copies", {})).files if previous else {}
+    except ValidationError:
+        old_copies = {}
     record: dict[str, list[int]] = {}
+    copies: dict[str, Any] = {}
     for rel in files:
         src = app_dir / rel
         try:
@@ -151,9 +192,17 @@ def stage_sources(app_dir: Path, build_dir: Path, files: list[str], previous: di
             raise BuildError(f"cannot read {rel}: {exc.strerror}", path=rel) from None
         stamp = [st.st_size, st.st_mtime_ns, st.st_mode & 0o777]
         dest = build_dir / rel
-        if old.get(rel) != stamp or not dest.exists():
+        copy = check_file(dest, old_copies.get(rel), verify=verify) if old.get(rel) == stamp else None
+        if copy is None:
+            if dest.is_dir() and not dest.is_symlink():
+                shutil.rmtree(dest)
             copy_atomic(src, dest)
+            copy = record_file(dest)
+            if copy is None:
+                raise BuildError(f"{rel} changed while it was being copied", path=rel, hint="build again")
         record[rel] = stamp
+        copies[rel] = copy
     for rel in set(old) - set(record):
         remove_file(build_dir / rel, build_dir)
-    return {"files": record, "fingerprint": fingerprint(app_dir, files)}
+    tree = TreeRecord(files=copies)
+    return {"files": record, "fingerprint": fingerprint(app_dir, files), "copies": tree.model_dump(mode="json")}

@@ -307,7 +307,7 @@ def test_adding_a_dependency_installs_and_compresses_only_it(app: Path) -> None:
     new = set(after) - set(before)
     assert len(new) == 1 and next(iter(new)).startswith("leafdep-1.0-")
     assert all(after[name] == before[name] for name in before if name in after)
-    installed = json.loads((app / ".flash" / ".state" / "install-report.json").read_text())
+    installed = json.loads((app / ".flash" / ".state" / "install-report.json").read_text())["data"]
     assert installed["added"] == ["leafdep"]
 
 

@@ -14,6 +14,7 @@ the same call always yields the same sha256.
 from __future__ import annotations
 
 import base64
+import csv
 import gzip
 import hashlib
 import io
@@ -99,9 +100,13 @@ def make_wheel(
     if console_scripts:
         body = "[console_scripts]\n" + "".join(f"{k} = {v}\n" for k, v in console_scripts.items())
         members[f"{info}/entry_points.txt"] = body.encode()
-    record_lines = [f"{path},{_record_hash(data)},{len(data)}" for path, data in members.items()]
-    record_lines.append(f"{info}/RECORD,,")
-    members[f"{info}/RECORD"] = ("\n".join(record_lines) + "\n").encode()
+    # RECORD is CSV: a path holding a comma or a quote is quoted, as installers write it.
+    record = io.StringIO()
+    writer = csv.writer(record, lineterminator="\n")
+    for path, data in members.items():
+        writer.writerow([path, _record_hash(data), len(data)])
+    writer.writerow([f"{info}/RECORD", "", ""])
+    members[f"{info}/RECORD"] = record.getvalue().encode()
 
     target = directory / f"{stem}-{version}-{tag}.whl"
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as zf:

@@ -19,7 +19,7 @@ from typing import IO, Any
 from ..config import BuildConfig
 from ..errors import FlashError
 from ..runner import BuildReport, TaskEvent, run_tasks
-from ..stage import read_json
+from ..stage import read_json, read_plain_json
 from .output import Console, format_seconds, format_size, plural
 
 EXIT_INTERRUPTED = 130
@@ -101,7 +101,7 @@ class PhaseFacts:
         return text
 
     def _manifest(self, events: list[TaskEvent]) -> str:
-        manifest = read_json(self.paths.build_manifest, {}) or {}
+        manifest = read_plain_json(self.paths.build_manifest, {}) or {}
         resources = manifest.get("resources") or {}
         functions = sum(len(r.get("functions", [])) for r in resources.values())
         routes = sum(len(r) for r in (manifest.get("routes") or {}).values())
@@ -128,7 +128,7 @@ class PhaseFacts:
     def _install(self, events: list[TaskEvent]) -> str:
         from .state import excluded
 
-        installed = (read_json(self.paths.install_json, {}) or {}).get("distributions", {}) or {}
+        installed = (read_plain_json(self.paths.install_json, {}) or {}).get("distributions", {}) or {}
         size = sum(int(d.get("size", 0)) for d in installed.values())
         text = plural(len(installed), "package")
         if installed:
@@ -261,7 +261,7 @@ def _serves(resource: Any) -> str:
 def print_summary(config: BuildConfig, report: BuildReport, console: Console) -> None:
     from .state import resources as read_resources
 
-    manifest = read_json(config.paths.manifest, {}) or {}
+    manifest = read_plain_json(config.paths.manifest, {}) or {}
     resources = read_resources(manifest)
     artifact = config.paths.artifact
     size = artifact.stat().st_size if artifact.exists() else 0

@@ -160,7 +160,7 @@ class Explainer:
     def _uptodate(self, task: Any, utd: Any) -> list[str]:
         from doit.tools import config_changed
 
-        from ..graph import EnvUnchanged, InstallPresent, OutputsPresent
+        from ..graph import ArtifactIntact, EnvUnchanged, InstallPresent, ManifestIntact, TreeIntact
 
         if isinstance(utd, config_changed):
             return self._config_reasons(task, utd.config)
@@ -170,14 +170,25 @@ class Explainer:
             if names:
                 return [f"environment variable{'s' if len(names) > 1 else ''} {listing(names)} changed"]
             return ["the environment variables its endpoints read changed"]
-        if isinstance(utd, OutputsPresent):
-            data = read_json(utd.record) or {}
-            gone = [rel for rel in data.get(utd.key, []) if not os.path.lexists(utd.build_dir / rel)]
+        if isinstance(utd, TreeIntact):
+            if utd.verify:
+                return ["--verify: re-reading its outputs"]
+            data = read_json(utd.record, {})
+            copies = data.get("copies", {}).get("files", {}) if isinstance(data.get("copies"), dict) else {}
+            gone = [rel for rel in copies if not os.path.lexists(utd.build_dir / rel)]
             if gone:
                 return [f"missing from .flash/.build: {listing(sorted(gone))}"]
-            return ["its outputs in .flash/.build are missing"]
+            if not copies:
+                return ["its record is missing or damaged"]
+            return ["its outputs in .flash/.build were changed"]
         if isinstance(utd, InstallPresent):
-            return ["installed packages are missing from .flash/.build"]
+            if utd.verify:
+                return ["--verify: re-reading installed packages"]
+            return ["installed packages in .flash/.build are missing or changed, or their record is damaged"]
+        if isinstance(utd, ManifestIntact):
+            return ["the manifest or its state files were changed or damaged"]
+        if isinstance(utd, ArtifactIntact):
+            return ["the published artifact or manifest is missing or was changed"]
         if utd is False:
             if task.name.startswith("lock:") and self.config.upgrade:
                 return ["--upgrade: resolving again"]

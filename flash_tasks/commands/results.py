@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from .. import __version__
 from ..config import BuildConfig
 from ..errors import FlashError
-from ..stage import read_json, write_json
+from ..stage import read_json, read_plain_json, write_json
 
 FORMAT = 1
 
@@ -206,7 +206,7 @@ def dependencies_result(config: BuildConfig, *, installed_now: bool = True) -> D
     from .state import excluded, locked_packages
 
     groups = sorted((read_json(config.paths.groups_json, {}) or {}).get("groups", {}))
-    installed = (read_json(config.paths.install_json, {}) or {}).get("distributions", {}) or {}
+    installed = (read_plain_json(config.paths.install_json, {}) or {}).get("distributions", {}) or {}
     report = read_json(config.paths.state / "install-report.json", {}) or {}
     locks = sorted({pkg for g in groups for pkg in locked_packages(lock_path(config, g))})
     return DependenciesResult(
@@ -226,7 +226,7 @@ def build_result(config: BuildConfig, report: Any, tasks: list[TaskResult], timi
     from .state import handler_files
     from .state import warnings as state_warnings
 
-    manifest = read_json(config.paths.manifest, {}) or {}
+    manifest = read_plain_json(config.paths.manifest, {}) or {}
     artifact = config.paths.artifact
     return BuildResult(
         app=str(config.app_dir),

@@ -46,6 +46,11 @@ class InstallState(_Model):
     python_version: str
     python_platform: str
     distributions: dict[str, InstalledDistribution] = Field(default_factory=dict)
+    #: sha256 of everything above: a state file changed by hand or damaged is not trusted.
+    digest: str = ""
+
+    def computed_digest(self) -> str:
+        return hashlib.sha256(self.model_dump_json(exclude={"digest"}).encode()).hexdigest()
 
     def excluded_needed(self, settings: DepsSettings) -> tuple[ExcludedPackage, ...]:
         reasons = settings.excluded()
@@ -77,22 +82,24 @@ class InstallResult(_Model):
 def load_install_state(path: Path) -> InstallState | None:
     """The saved state, or ``None`` if missing, unreadable or from another format."""
     try:
-        state = InstallState.model_validate_json(path.read_text(encoding="utf-8"))
+        state = InstallState.model_validate_json(path.read_bytes())
     except (OSError, ValueError):
         return None
-    return state if state.format == LOCK_FORMAT else None
+    if state.format != LOCK_FORMAT or state.digest != state.computed_digest():
+        return None
+    return state
 
 
 def _parse_record(text: str) -> list[tuple[str, str, str]]:
-    rows = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        # Paths may contain commas, hash and size never do.
-        path, _, rest = line.rpartition(",")
-        path, _, digest = path.rpartition(",")
-        rows.append((path, digest, rest))
-    return rows
+    """RECORD rows ``(path, hash, size)``: RECORD is CSV, and quotes paths holding commas or quotes."""
+    import csv
+    import io
+
+    return [
+        (row[0], row[1] if len(row) > 1 else "", row[2] if len(row) > 2 else "")
+        for row in csv.reader(io.StringIO(text, newline=""))
+        if row
+    ]
 
 
 def distribution_files(build_dir: Path, dist: InstalledDistribution) -> list[str]:
@@ -144,6 +151,8 @@ def _remove_distribution(build_dir: Path, dist_info: Path) -> None:
                 parents.add(target.parent / "__pycache__")
             if target.is_file() or target.is_symlink():
                 target.unlink()
+            elif target.is_dir():
+                shutil.rmtree(target)  # a folder where the wheel had a file: damage, remove it too
             parents.add(target.parent)
     shutil.rmtree(dist_info, ignore_errors=True)
     root = build_dir.resolve()
@@ -172,8 +181,9 @@ def _drop_from_record(dist_info: Path, filename: str) -> None:
 def _describe(
     build_dir: Path, dist_info: Path, entry: LockEntry, requires_excluded: Sequence[str]
 ) -> InstalledDistribution:
+    from ..store import content_hash
+
     rows = _parse_record((dist_info / "RECORD").read_text(encoding="utf-8"))
-    hasher = hashlib.sha256()
     size = 0
     top: set[str] = set()
     count = 0
@@ -185,12 +195,7 @@ def _describe(
         if target is None or not target.is_file():
             continue
         count += 1
-        if not digest or not length.isdigit():
-            data = target.read_bytes()
-            digest = "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-            length = str(len(data))
-        size += int(length)
-        hasher.update(f"{relative}\0{digest}\0{length}\n".encode())
+        size += int(length) if digest and length.isdigit() else target.stat().st_size
     stem = dist_info.name[: -len(".dist-info")]
     version = stem.rsplit("-", 1)[1] if "-" in stem else (entry.version or "")
     return InstalledDistribution(
@@ -202,7 +207,7 @@ def _describe(
         top_level=tuple(sorted(top)),
         size=size,
         files=count,
-        content_hash="sha256:" + hasher.hexdigest(),
+        content_hash=content_hash(build_dir, dist_info.name, rows),
         requires_excluded=tuple(sorted(set(requires_excluded))),
     )
 
@@ -249,7 +254,33 @@ def _install_entries(entries: Sequence[LockEntry], build_dir: Path, settings: De
     return run, went_online
 
 
-def install(lock_path: Path, build_dir: Path, settings: DepsSettings, *, state_path: Path) -> InstallResult:
+def _intact(build_dir: Path, record: InstalledDistribution, *, verify: bool) -> bool:
+    """Whether a distribution's RECORD still matches its install record (and, with ``verify``, its files)."""
+    from ..store import content_hash, record_hash
+
+    try:
+        rows = _parse_record((build_dir / record.dist_info / "RECORD").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return False
+    if content_hash(build_dir, record.dist_info, rows) != record.content_hash:
+        return False
+    if not verify:
+        return True
+    for relative, digest, _ in rows:
+        target = _inside(build_dir, relative)
+        if not digest or target is None:
+            continue
+        try:
+            if record_hash(target) != digest:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def install(
+    lock_path: Path, build_dir: Path, settings: DepsSettings, *, state_path: Path, verify: bool = False
+) -> InstallResult:
     """Make the distributions in ``build_dir`` exactly those of ``lock_path``.
 
     Task inputs: ``lock_path`` and ``settings``. Outputs: ``state_path`` (the
@@ -282,6 +313,7 @@ def install(lock_path: Path, build_dir: Path, settings: DepsSettings, *, state_p
             and record.dist_info == dist_info.name
             and record.pin == entry.pin
             and record.hashes == entry.hashes
+            and _intact(build_dir, record, verify=verify)
         ):
             kept[name] = record
             continue
@@ -324,5 +356,43 @@ def _save_state(path: Path, settings: DepsSettings, distributions: Mapping[str, 
         python_platform=settings.python_platform,
         distributions=dict(sorted(distributions.items())),
     )
+    state = state.model_copy(update={"digest": state.computed_digest()})
     _write_atomic(path, state.model_dump_json(indent=2) + "\n")
     return state
+
+
+def check_overlaps(build_dir: Path, state: InstallState, app_files: Sequence[str]) -> None:
+    """Refuse files owned twice: by the app and a distribution, or by two distributions.
+
+    Installing into one folder, the later writer silently wins; the artifact would
+    then hold a mix nobody asked for. Two distributions may list the same file with
+    the same content (old-style namespace ``__init__.py``): that is no clash.
+    """
+    from ..errors import BuildError
+
+    owners: dict[str, tuple[str, str]] = {}
+    clashes: dict[tuple[str, str], list[str]] = {}
+    app = set(app_files)
+    for dist in state.distributions.values():
+        try:
+            rows = _parse_record((build_dir / dist.dist_info / "RECORD").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            continue
+        for relative, digest, _ in rows:
+            path = os.path.normpath(relative).replace(os.sep, "/")
+            if path in app:
+                raise BuildError(
+                    f"{path} is both a file of the app and a file of the distribution {dist.name} {dist.version}",
+                    path=path,
+                    hint=f"rename or remove the app's {path}, or leave {dist.name} out (--exclude {dist.name})",
+                )
+            seen = owners.setdefault(path, (dist.name, digest))
+            if seen[0] != dist.name and (seen[1] != digest or not digest):
+                clashes.setdefault(tuple(sorted((seen[0], dist.name))), []).append(path)  # type: ignore[arg-type]
+    if clashes:
+        (first, second), paths = sorted(clashes.items())[0]
+        shown = ", ".join(sorted(paths)[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+        raise BuildError(
+            f"the distributions {first} and {second} both install the same files with different contents ({shown})",
+            hint=f"keep one of them: --exclude {first} or --exclude {second}, or pin versions that do not overlap",
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -54,20 +55,63 @@ def bundle_runpod_flash(target: Path, settings: DepsSettings, *, version: str = 
 
 
 
+def sdk_record_path(config: BuildConfig) -> Path:
+    """The record of the SDK files copied into ``.flash/.build`` (what the artifact ships of it)."""
+    return config.paths.state / "sdk-copy.json"
+
+
+def _package_files(root: Path) -> list[str]:
+    """Every file under ``root/runpod_flash`` (dotfiles included), relative to ``root``."""
+    out: list[str] = []
+    base = root / "runpod_flash"
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        rel_dir = Path(dirpath).relative_to(root).as_posix()
+        out.extend(f"{rel_dir}/{name}" for name in filenames if not name.endswith((".pyc", ".pyo")))
+    return sorted(out)
+
+
 def bundle_sdk(config: BuildConfig, settings: Any) -> None:
     """Put the SDK's ``runpod_flash/`` package into the build, from a per-version cache.
 
     Fetching it through uv costs a process and a scratch folder; the extracted
-    package is kept under ``.flash/.state/sdk/`` and copied from there.
+    package is kept under ``.flash/.state/sdk/`` with a record of every file,
+    checked before each use (a damaged cache is extracted again). The copy in
+    ``.flash/.build`` gets its own record, which the archive ships from.
     """
+    from ..store import TreeRecord, load, record_tree, save, tree_intact
+
     key = hashlib.sha256(repr((config.runpod_flash_version, settings.index.model_dump(mode="json"))).encode()).hexdigest()[:12]
     cache = config.paths.state / "sdk" / f"{config.runpod_flash_version}-{key}"
-    if not (cache / "runpod_flash" / "__init__.py").is_file():
-        shutil.rmtree(cache, ignore_errors=True)
+    cache_record = cache / "record.json"
+    cached = load(TreeRecord, cache_record)
+    if not cached or not tree_intact(cache, cached, verify=config.verify) or sorted(cached.files) != _package_files(cache):
+        _remove(cache)
         bundle_runpod_flash(cache, settings, version=config.runpod_flash_version)
-    destination = config.paths.build / "runpod_flash"
-    staging = config.paths.build / ".runpod_flash.tmp-sdk"
-    shutil.rmtree(staging, ignore_errors=True)
+        cached = record_tree(cache, _package_files(cache))
+        save(cache_record, cached)
+    from ..handlers import RESOURCE_CONFIG_PATH
+
+    # The resource-config module is the handlers phase's (it replaces the SDK's placeholder).
+    wanted = {rel: r.blob for rel, r in cached.files.items() if rel != RESOURCE_CONFIG_PATH}
+    copy = load(TreeRecord, sdk_record_path(config))
+    build = config.paths.build
+    if copy is not None and {rel: r.blob for rel, r in copy.files.items()} == wanted and tree_intact(build, copy, verify=config.verify):
+        return
+    destination = build / "runpod_flash"
+    staging = build / ".runpod_flash.tmp-sdk"
+    _remove(staging)
     shutil.copytree(cache / "runpod_flash", staging)
-    shutil.rmtree(destination, ignore_errors=True)
+    _remove(destination)
     staging.rename(destination)
+    copied = record_tree(build, sorted(wanted))
+    if {rel: r.blob for rel, r in copied.files.items()} != wanted:
+        raise DependencyError("the SDK files changed while they were being copied into .flash/.build", hint="build again")
+    save(sdk_record_path(config), copied)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        path.unlink()

@@ -32,6 +32,12 @@ def layout(config: BuildConfig) -> Any:
     return LockLayout(root=config.paths.locks)
 
 
+def sdk_record_path(config: BuildConfig) -> Path:
+    from .sdk import sdk_record_path as path
+
+    return path(config)
+
+
 def lock_path(config: BuildConfig, group: str) -> Path:
     return layout(config).group(group)  # type: ignore[no-any-return]
 
@@ -80,19 +86,22 @@ def refuse_local_project(text: str, origin: str) -> None:
 
 def _copy_peer_lock(config: BuildConfig, group: str, digest: str) -> None:
     """Groups with the same requirements share one resolution: reuse a sibling's lock."""
+    from .locks import DamagedLock, _checked_text, _content_line
+
     target = lock_path(config, group)
     marker = f"# inputs: {digest}\n"
     for peer in sorted(config.paths.locks.glob("*.txt")):
         if peer == target:
             continue
         try:
-            text = peer.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+            text = _checked_text(peer)
+        except (OSError, DamagedLock):
             continue
         first, _, rest = text.partition("\n")
         if rest.startswith(marker) and first.startswith("# flash-tasks lock"):
             title = first.rsplit(": group ", 1)[0] + f": group {group}"
-            write_bytes_atomic(target, (title + "\n" + rest).encode("utf-8"))
+            body = title + "\n" + rest
+            write_bytes_atomic(target, (body + _content_line(body)).encode("utf-8"))
             return
 
 
@@ -109,7 +118,7 @@ def lock_group_action(config: BuildConfig, group: str) -> None:
 
 
 def install_action(config: BuildConfig, groups: list[str]) -> None:
-    from .installer import install
+    from .installer import check_overlaps, install
     from .locks import combine_locks
     from .sdk import bundle_sdk
 
@@ -118,7 +127,9 @@ def install_action(config: BuildConfig, groups: list[str]) -> None:
     specs = [plan.groups[g] for g in sorted(plan.groups)]
     combine_locks(specs, plan.settings, {g: lay.group(g) for g in plan.groups}, lay.combined)
     config.paths.build.mkdir(parents=True, exist_ok=True)
-    result = install(lay.combined, config.paths.build, plan.settings, state_path=config.paths.install_json)
+    result = install(lay.combined, config.paths.build, plan.settings, state_path=config.paths.install_json, verify=config.verify)
+    staged = read_json(config.paths.stage_json, {}).get("files", {})
+    check_overlaps(config.paths.build, result.state, [*staged, "runpod_flash/__init__.py"])
     bundle_sdk(config, plan.settings)
     write_json(
         config.paths.state / "install-report.json",
@@ -130,3 +141,14 @@ def install_action(config: BuildConfig, groups: list[str]) -> None:
             "warnings": plan.warnings,
         },
     )
+
+
+def reinstall(config: BuildConfig, name: str) -> None:
+    """Install one distribution again after its files in ``.flash/.build`` were found changed."""
+    from .installer import _remove_distribution, load_install_state
+
+    state = load_install_state(config.paths.install_json)
+    dist = state.distributions.get(name) if state is not None else None
+    if dist is not None:
+        _remove_distribution(config.paths.build.resolve(), config.paths.build.resolve() / dist.dist_info)
+    install_action(config, sorted(read_json(config.paths.groups_json, {}).get("groups", {})))

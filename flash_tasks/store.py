@@ -1,0 +1,225 @@
+"""Records of what the build wrote, so a piece of ``.flash/`` is reused only if it checks out.
+
+Every piece that can reach an artifact (cached segments, the spare artifact,
+the published artifact, files in ``.flash/.build``) gets a record when it is
+written: a digest of its bytes, plus the size, ``mtime_ns`` and inode seen
+right after writing (a ``Stamp``). Reuse trusts a piece without reading it
+only while its stamp is unchanged; otherwise its bytes are hashed again, and a
+mismatch means the piece is absent and gets rebuilt. State files are read
+through pydantic models with a schema version: anything else is absent too.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import stat
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+SCHEMA = 1
+HASH_CHUNK = 1 << 20
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Record(BaseModel):
+    """Base of every state file: strict, versioned, no unknown keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: int = SCHEMA
+
+
+class Stamp(BaseModel):
+    """What ``lstat`` said about a file right after it was written."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: int
+    mtime_ns: int
+    ino: int
+    #: Permission bits: the archive keeps a file's executable bit.
+    mode: int
+
+    @classmethod
+    def of(cls, path: Path) -> Stamp | None:
+        """The stamp of a regular file, or None (missing, a folder, a link, unreadable)."""
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return cls(size=st.st_size, mtime_ns=st.st_mtime_ns, ino=st.st_ino, mode=stat.S_IMODE(st.st_mode))
+
+
+class Blob(BaseModel):
+    """A file's content digest and size."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sha256: str
+    size: int
+
+
+class BlobRecord(BaseModel):
+    """A file's content and the stamp it had when that content was known."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    blob: Blob
+    stamp: Stamp
+
+
+def load(model: type[M], path: Path) -> M | None:
+    """A state file as ``model``, or None when missing, damaged, of another shape or schema."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        value = model.model_validate_json(data)
+    except (ValidationError, ValueError):
+        return None
+    if getattr(value, "schema_version", SCHEMA) != SCHEMA:
+        return None
+    return value
+
+
+def save(path: Path, value: BaseModel) -> None:
+    """Write a state file atomically."""
+    from .stage import write_text_atomic
+
+    write_text_atomic(path, value.model_dump_json())
+
+
+def hash_file(path: Path) -> Blob | None:
+    """The digest of a regular file's bytes, or None if it cannot be read as one."""
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return None
+            while chunk := handle.read(HASH_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+    except OSError:
+        return None
+    return Blob(sha256=digest.hexdigest(), size=size)
+
+
+def record_file(path: Path, blob: Blob | None = None) -> BlobRecord | None:
+    """A record of ``path`` as it is now (hashing it unless ``blob`` is already known)."""
+    before = Stamp.of(path)
+    if before is None:
+        return None
+    if blob is None:
+        blob = hash_file(path)
+        if blob is None or Stamp.of(path) != before:
+            return None
+    return BlobRecord(blob=blob, stamp=before)
+
+
+def check_file(path: Path, record: BlobRecord | None, *, verify: bool = False) -> BlobRecord | None:
+    """``record`` (possibly with a fresh stamp) if ``path`` still holds its content, else None.
+
+    The stamp alone is trusted unless ``verify``; a changed stamp costs one
+    re-read, after which an unchanged content is trusted again under the new stamp.
+    """
+    if record is None:
+        return None
+    now = Stamp.of(path)
+    if now is None or now.size != record.blob.size:
+        return None
+    if now == record.stamp and not verify:
+        return record
+    blob = hash_file(path)
+    if blob != record.blob or Stamp.of(path) != now:
+        return None
+    return BlobRecord(blob=blob, stamp=now)
+
+
+def record_hash(path: Path) -> str:
+    """A file's sha256 in the form wheel RECORD files use (``sha256=<urlsafe b64>``)."""
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return "sha256=" + base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+
+
+def read_record(path: Path) -> list[tuple[str, str, str]]:
+    """A wheel RECORD file's rows ``(path, hash, size)``, read as the CSV it is.
+
+    Paths holding a comma or a quote are quoted in RECORD; a line split on commas
+    by hand would lose them. Raises ``OSError``/``UnicodeDecodeError`` when unreadable.
+    """
+    import csv
+
+    with open(path, encoding="utf-8", newline="") as handle:
+        return [(row[0], row[1] if len(row) > 1 else "", row[2] if len(row) > 2 else "") for row in csv.reader(handle) if row]
+
+
+def content_hash(build_dir: Path, dist_info: str, rows: list[tuple[str, str, str]]) -> str:
+    """One digest over a distribution's RECORD rows: changes iff its listed files do.
+
+    Rows without a digest (RECORD itself aside) are hashed from the file, so the
+    value also covers them; files listed but absent are left out (and so change it).
+    """
+    hasher = hashlib.sha256()
+    record_row = f"{dist_info}/RECORD"
+    for relative, digest, length in sorted(rows):
+        if relative == record_row:
+            continue
+        target = inside(build_dir, relative)
+        if target is None or not target.is_file():
+            continue
+        if not digest or not length.isdigit():
+            data = target.read_bytes()
+            digest = "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            length = str(len(data))
+        hasher.update(f"{relative}\0{digest}\0{length}\n".encode())
+    return "sha256:" + hasher.hexdigest()
+
+
+def inside(build_dir: Path, relative: str) -> Path | None:
+    """``build_dir / relative`` if that stays inside the build folder (RECORD paths may say ``..``)."""
+    normal = os.path.normpath(relative)
+    if os.path.isabs(normal) or normal in (".", "") or normal == ".." or normal.startswith(".." + os.sep):
+        return None
+    return build_dir / normal
+
+
+class TreeRecord(Record):
+    """Files a task wrote into the build folder, each with its record."""
+
+    files: dict[str, BlobRecord] = {}
+
+
+def record_tree(root: Path, rels: list[str]) -> TreeRecord:
+    """Hash and stamp ``rels`` under ``root`` (files that cannot be read are left out)."""
+    files: dict[str, BlobRecord] = {}
+    for rel in rels:
+        record = record_file(root / rel)
+        if record is not None:
+            files[rel] = record
+    return TreeRecord(files=files)
+
+
+def tree_intact(root: Path, tree: TreeRecord | None, *, verify: bool = False) -> bool:
+    """Whether every recorded file is still there with its stamp (or, with ``verify``, its bytes)."""
+    if tree is None:
+        return False
+    for rel, record in tree.files.items():
+        path = root / rel
+        if verify:
+            if check_file(path, record, verify=True) is None:
+                return False
+        elif Stamp.of(path) != record.stamp:
+            return False
+    return True
