@@ -372,6 +372,22 @@ def test_unknown_package_is_named(tmp_path: Path, make_settings) -> None:
     assert info.value.location == "workers/gpu.py:2"
 
 
+@pytest.mark.parametrize("progress", ["quiet", "show"])
+def test_unknown_package_is_named_on_a_narrow_terminal(
+    tmp_path: Path, make_settings, monkeypatch: pytest.MonkeyPatch, progress: str
+) -> None:
+    # uv wraps its explanation at COLUMNS (or the pseudo-terminal's width in
+    # "show" mode) unless told not to; a wrapped sentence must still be understood.
+    if progress == "show" and sys.platform == "win32":
+        pytest.skip("pseudo-terminals are POSIX only")
+    monkeypatch.setenv("COLUMNS", "30")
+    settings = make_settings(progress=progress)
+    with pytest.raises(DependencyError) as info:
+        lock_group(group("gpu", "alpha", "no-such-package-anywhere"), settings, tmp_path / "gpu.txt")
+    assert "package no-such-package-anywhere does not exist" in info.value.message
+    assert info.value.location == "workers/gpu.py:2"
+
+
 # ---------------------------------------------------------------------------
 # Exclusions, --no-deps and the SDK
 # ---------------------------------------------------------------------------

@@ -58,6 +58,9 @@ def _uv_binary() -> str:
 def _uv_env(settings: DepsSettings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _UV_ENV_OVERRIDES}
     env["UV_PYTHON_DOWNLOADS"] = "never"
+    # uv wraps its explanations at COLUMNS or the terminal's width; the patterns
+    # below read one sentence per line, so ask for unwrapped text.
+    env["UV_NO_WRAP"] = "1"
     if settings.cache_dir is not None:
         env["UV_CACHE_DIR"] = str(settings.cache_dir.resolve())  # uv runs in a scratch folder
     return env
