@@ -450,3 +450,32 @@ def test_quoted_record_paths_ship(app: Path, builder: Builder) -> None:
 def _no_stray_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
     yield
+
+
+# -- 11, 12. requirement files that are not requirement files --------------------------------------
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "fifo", "big", "/etc/passwd"])
+def test_requirement_includes_are_bounded_and_never_echoed(app: Path, builder: Builder, tmp_path: Path, target: str) -> None:
+    builder.ok(app)
+    before = (app / ".flash" / "artifact.tar.gz").read_bytes()
+    if target == "fifo":
+        path = tmp_path / "pipe"
+        os.mkfifo(path)
+    elif target == "big":
+        path = tmp_path / "big.txt"
+        path.write_text("leafdep\n" + "# padding\n" * 600_000)
+    else:
+        path = Path(target)
+        if not path.exists():
+            pytest.skip(f"{target} does not exist here")
+    (app / "requirements.txt").write_text(f"tinydep==1.0\n-r {path}\n")
+    command = ["python", "-m", "flash_tasks", "build", "-C", str(app), "--no-index", "--find-links", str(builder.index)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "hint:" in result.stderr
+    assert re.search(r"(?m)^requirements\.txt:2: error: ", result.stderr), result.stderr
+    if target == "/etc/passwd":
+        first_line = Path(target).read_text().splitlines()[0]
+        assert first_line not in result.stderr and "root:" not in result.stderr
+    assert (app / ".flash" / "artifact.tar.gz").read_bytes() == before

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from ..errors import BuildError
+from ..errors import BuildError, FlashError
 from .settings import _NAME_RE, _Model, normalize_name
 
 if sys.version_info >= (3, 11):
@@ -276,6 +276,49 @@ def _relative_origin(path: Path, root: Path) -> str:
         return Path(os.path.relpath(path, root)).as_posix()
 
 
+#: A requirements file bigger than this is not a requirements file (``-r /dev/zero``, a data file).
+MAX_REQUIREMENTS_BYTES = 4 * 1024 * 1024
+
+
+def _read_requirements_text(file: Path, where: str) -> str:
+    """A requirements file's text: a regular file of bounded size, never a device or a pipe."""
+    import stat as stat_module
+
+    try:
+        st = file.stat()
+    except OSError as exc:
+        raise _origin_error(
+            f"cannot read requirements file {file}: {exc.strerror}", where, "fix the -r/-c path or create the file"
+        ) from None
+    if not stat_module.S_ISREG(st.st_mode):
+        raise _origin_error(
+            f"requirements file {file} is not a regular file", where, "-r and -c must name requirements files"
+        )
+    if st.st_size > MAX_REQUIREMENTS_BYTES:
+        raise _origin_error(
+            f"requirements file {file} is {st.st_size:,} bytes, over the {MAX_REQUIREMENTS_BYTES // 2**20} MiB limit",
+            where,
+            "-r and -c must name requirements files",
+        )
+    try:
+        with open(file, "rb") as handle:
+            data = handle.read(MAX_REQUIREMENTS_BYTES + 1)
+        if len(data) > MAX_REQUIREMENTS_BYTES:
+            raise _origin_error(f"requirements file {file} is over the size limit", where, "-r and -c must name requirements files")
+        return data.decode("utf-8-sig")
+    except OSError as exc:
+        raise _origin_error(f"cannot read requirements file {file}: {exc.strerror}", where, "make the file readable") from None
+    except UnicodeDecodeError:
+        raise _origin_error(f"requirements file {file} is not UTF-8 text", where, "save it as UTF-8") from None
+
+
+def _outside_line(line: str, origin: str) -> None:
+    """Check one line of a file outside the app the way it will be read (errors are reworded by the caller)."""
+    if _INCLUDE_RE.match(line) or line.startswith("-"):
+        return
+    parse_requirement(_HASH_OPTION_RE.sub("", line), origin)
+
+
 def read_requirements_file(path: Path, *, root: Path) -> CollectedRequirements:
     """Parse a pip requirements file with its ``-r``/``-c`` includes (relative to the includer).
 
@@ -292,14 +335,22 @@ def read_requirements_file(path: Path, *, root: Path) -> CollectedRequirements:
         file = file.resolve()
         if file in files:
             return
-        try:
-            text = file.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            where = included_from or _relative_origin(file, root)
-            raise _origin_error(f"cannot read requirements file {file}: {exc}", where) from None
+        where = included_from or _relative_origin(file, root)
+        text = _read_requirements_text(file, where)
         files.append(file)
         label = _relative_origin(file, root)
+        outside = not file.is_relative_to(root.resolve())
         for number, line in _logical_lines(text):
+            if outside:
+                # Read where the app asked, but never echo a file from outside the app.
+                try:
+                    _outside_line(line, f"{label}:{number}")
+                except FlashError:
+                    raise _origin_error(
+                        f"line {number} of {file} (outside the app) is not a requirement",
+                        where,
+                        "point -r/-c at a requirements file, or copy the requirements into the app",
+                    ) from None
             origin = f"{label}:{number}"
             include = _INCLUDE_RE.match(line)
             if include:
