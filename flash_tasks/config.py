@@ -46,6 +46,10 @@ class BuildConfig(BaseModel):
     upgrade: bool = False
     #: Re-read every cached piece instead of trusting unchanged stamps (``--verify``).
     verify: bool = False
+    #: Install ``[project].dependencies`` of the app's pyproject.toml into workers
+    #: (``[tool.flash-tasks] project-dependencies = true``). Off by default: real apps list
+    #: their local tooling there, and runpod-flash reads only requirements.txt.
+    project_dependencies: bool = False
     #: Extra index settings (used by tests and air-gapped setups).
     find_links: tuple[str, ...] = ()
     no_index: bool = False
@@ -58,6 +62,9 @@ class BuildConfig(BaseModel):
         if isinstance(data, dict) and data.get("runpod_flash_version") is None:
             data = dict(data)
             data["runpod_flash_version"] = _pyproject_sdk_version(Path(data.get("app_dir", "."))) or DEFAULT_RUNPOD_FLASH_VERSION
+        if isinstance(data, dict) and data.get("project_dependencies") is None:
+            data = dict(data)
+            data["project_dependencies"] = _pyproject_project_dependencies(Path(data.get("app_dir", ".")))
         return data
 
     @field_validator("runpod_flash_version")
@@ -150,15 +157,15 @@ class BuildPaths:
         self.artifact = self.flash / output
 
 
-def _pyproject_sdk_version(app_dir: Path) -> str | None:
-    """The SDK version an app pins in its pyproject.toml, if any."""
+def _pyproject_tool_table(app_dir: Path) -> dict[str, Any]:
+    """The app's ``[tool.flash-tasks]`` table from its pyproject.toml (empty when absent)."""
     path = app_dir.expanduser() / "pyproject.toml"
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
-        return None
+        return {}
     if "flash-tasks" not in text:
-        return None
+        return {}
     import sys
 
     if sys.version_info >= (3, 11):
@@ -169,9 +176,24 @@ def _pyproject_sdk_version(app_dir: Path) -> str | None:
         table = tomllib.loads(text).get("tool", {}).get("flash-tasks", {})
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"cannot read {path}: {exc}", path=str(path)) from None
-    value = table.get("runpod-flash-version") if isinstance(table, dict) else None
+    return table if isinstance(table, dict) else {}
+
+
+def _pyproject_sdk_version(app_dir: Path) -> str | None:
+    """The SDK version an app pins in its pyproject.toml, if any."""
+    value = _pyproject_tool_table(app_dir).get("runpod-flash-version")
     if value is not None and not isinstance(value, str):
-        raise UsageError("[tool.flash-tasks] runpod-flash-version must be a string", path=str(path))
+        raise UsageError("[tool.flash-tasks] runpod-flash-version must be a string", path=str(app_dir / "pyproject.toml"))
+    return value
+
+
+def _pyproject_project_dependencies(app_dir: Path) -> bool:
+    """Whether the app opts in to installing ``[project].dependencies`` into workers."""
+    value = _pyproject_tool_table(app_dir).get("project-dependencies", False)
+    if not isinstance(value, bool):
+        raise UsageError(
+            "[tool.flash-tasks] project-dependencies must be true or false", path=str(app_dir / "pyproject.toml")
+        )
     return value
 
 

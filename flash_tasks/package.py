@@ -169,6 +169,8 @@ class ArtifactRecord(Record):
     name: str
     members: list[Blob]
     stamp: Stamp
+    #: sha256 of the manifest published next to it.
+    manifest_sha256: str = ""
 
 
 def segment_index_path(config: BuildConfig) -> Path:
@@ -414,7 +416,8 @@ def publish(config: BuildConfig, prefix: list[Path], prefix_members: list[Blob],
     stamp = Stamp.of(work)
     os.replace(work, paths.artifact)
     if stamp is not None:
-        save(artifact_record_path(config), ArtifactRecord(name=config.output, members=members, stamp=stamp))
+        manifest = hashlib.sha256(paths.build_manifest.read_bytes()).hexdigest()
+        save(artifact_record_path(config), ArtifactRecord(name=config.output, members=members, stamp=stamp, manifest_sha256=manifest))
     if not spare.exists():
         # A first build has no previous artifact to keep: copy this one now, so that
         # even the first edit costs only the size of the sources.
@@ -486,7 +489,7 @@ def artifact_intact(config: BuildConfig) -> bool:
     if config.verify and not _members_check(config.paths.artifact, record.members):
         return False
     try:
-        return config.paths.manifest.read_bytes() == config.paths.build_manifest.read_bytes()
+        return hashlib.sha256(config.paths.manifest.read_bytes()).hexdigest() == record.manifest_sha256
     except OSError:
         return False
 

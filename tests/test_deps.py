@@ -297,7 +297,8 @@ def test_pyproject_dependencies_are_read(tmp_path: Path) -> None:
         '[project]\nname = "app"\nversion = "0"\ndependencies = [\n  "alpha>=1",\n  "gamma",\n]\n'
         '[project.optional-dependencies]\ndev = ["pytest"]\n'
     )
-    collected = collect_app_requirements(tmp_path)
+    assert collect_app_requirements(tmp_path).requirements == ()  # the developer's machine, by default
+    collected = collect_app_requirements(tmp_path, project_dependencies=True)
     assert [(s.text, s.origin) for s in collected.requirements] == [
         ("alpha>=1", "pyproject.toml:5"),
         ("gamma", "pyproject.toml:6"),
@@ -308,7 +309,7 @@ def test_pyproject_dependencies_are_read(tmp_path: Path) -> None:
 def test_broken_pyproject_is_a_build_error_with_line(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "app"\ndependencies = [\n  "alpha"\n  "beta"]\n')
     with pytest.raises(BuildError) as info:
-        collect_app_requirements(tmp_path)
+        collect_app_requirements(tmp_path, project_dependencies=True)
     assert info.value.path == "pyproject.toml" and info.value.line is not None
 
 

@@ -188,7 +188,9 @@ class Explainer:
         if isinstance(utd, ManifestIntact):
             return ["the manifest or its state files were changed or damaged"]
         if isinstance(utd, ArtifactIntact):
-            return ["the published artifact or manifest is missing or was changed"]
+            if not os.path.lexists(self.config.paths.artifact):
+                return []  # doit says the output is missing
+            return ["the published artifact or manifest was changed or damaged"]
         if utd is False:
             if task.name.startswith("lock:") and self.config.upgrade:
                 return ["--upgrade: resolving again"]

@@ -39,6 +39,9 @@ class InstalledDistribution(_Model):
     content_hash: str
     #: Excluded packages this distribution requires on the target (they are not installed).
     requires_excluded: tuple[str, ...] = ()
+    #: Asked for directly (requirements.txt or an endpoint's dependencies): only these carry
+    #: a ``REQUESTED`` marker, as pip writes them.
+    requested: bool = False
 
 
 class InstallState(_Model):
@@ -278,8 +281,26 @@ def _intact(build_dir: Path, record: InstalledDistribution, *, verify: bool) -> 
     return True
 
 
+def _mark_requested(dist_info: Path, requested: bool) -> None:
+    """Leave a ``REQUESTED`` marker (listed in RECORD) exactly when the distribution was asked for directly."""
+    marker = dist_info / "REQUESTED"
+    if not requested:
+        _drop_from_record(dist_info, "REQUESTED")
+    elif not marker.exists():
+        marker.write_bytes(b"")
+        empty = base64.urlsafe_b64encode(hashlib.sha256(b"").digest()).rstrip(b"=").decode()
+        with open(dist_info / "RECORD", "a", encoding="utf-8", newline="") as record:
+            record.write(f"{dist_info.name}/REQUESTED,sha256={empty},0\n")
+
+
 def install(
-    lock_path: Path, build_dir: Path, settings: DepsSettings, *, state_path: Path, verify: bool = False
+    lock_path: Path,
+    build_dir: Path,
+    settings: DepsSettings,
+    *,
+    state_path: Path,
+    verify: bool = False,
+    requested: frozenset[str] | None = None,
 ) -> InstallResult:
     """Make the distributions in ``build_dir`` exactly those of ``lock_path``.
 
@@ -314,6 +335,7 @@ def install(
             and record.pin == entry.pin
             and record.hashes == entry.hashes
             and _intact(build_dir, record, verify=verify)
+            and (requested is None or record.requested == (name in requested))
         ):
             kept[name] = record
             continue
@@ -337,7 +359,10 @@ def install(
                 _save_state(state_path, settings, {**kept, **installed})
                 raise DependencyError(f"uv reported success but {entry.pin} is not in {build_dir}")
             _drop_from_record(new_info, "uv_cache.json")
-            installed[entry.name] = _describe(build_dir, new_info, entry, needs.get(entry.name, ()))
+            asked = requested is None or entry.name in requested
+            _mark_requested(new_info, asked)
+            described = _describe(build_dir, new_info, entry, needs.get(entry.name, ()))
+            installed[entry.name] = described.model_copy(update={"requested": asked})
 
     state = _save_state(state_path, settings, {**kept, **installed})
     return InstallResult(

@@ -414,8 +414,10 @@ def read_pyproject_dependencies(path: Path, *, root: Path) -> CollectedRequireme
     return CollectedRequirements(requirements=tuple(specs), files=(path.resolve(),))
 
 
-def collect_app_requirements(app_dir: Path) -> CollectedRequirements:
-    """Requirements of the app itself: ``requirements.txt`` (with includes) and ``pyproject.toml``.
+def collect_app_requirements(app_dir: Path, *, project_dependencies: bool = False) -> CollectedRequirements:
+    """Requirements of the app itself: ``requirements.txt`` (with includes), and ``pyproject.toml``'s
+    ``[project].dependencies`` only when ``project_dependencies`` (they usually describe the
+    developer's machine, not the worker).
 
     Missing files contribute nothing; ``files`` lists what existed and was read.
     """
@@ -425,7 +427,7 @@ def collect_app_requirements(app_dir: Path) -> CollectedRequirements:
     if req_file.is_file():
         collected = collected.merged(read_requirements_file(req_file, root=root))
     pyproject = root / "pyproject.toml"
-    if pyproject.is_file():
+    if project_dependencies and pyproject.is_file():
         collected = collected.merged(read_pyproject_dependencies(pyproject, root=root))
     return collected
 

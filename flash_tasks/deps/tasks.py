@@ -51,7 +51,7 @@ class LockPlan:
         info = read_json(config.paths.groups_json, {"python_version": None, "groups": {}})
         self.python_version: str | None = info["python_version"]
         self.settings = settings_for(config, self.python_version)
-        app = collect_app_requirements(config.app_dir)
+        app = collect_app_requirements(config.app_dir, project_dependencies=config.project_dependencies)
         endpoints = {group: [(d["requirement"], d["origin"]) for d in deps] for group, deps in info["groups"].items()}
         self.groups = {spec.name: spec for spec in plan_groups(app, endpoints)} if endpoints else {}
         for spec in {s.origin: s for g in self.groups.values() for s in g.requirements}.values():
@@ -119,6 +119,7 @@ def lock_group_action(config: BuildConfig, group: str) -> None:
 
 def install_action(config: BuildConfig, groups: list[str]) -> None:
     from .installer import check_overlaps, install
+    from .settings import normalize_name
     from .locks import combine_locks
     from .sdk import bundle_sdk
 
@@ -127,7 +128,16 @@ def install_action(config: BuildConfig, groups: list[str]) -> None:
     specs = [plan.groups[g] for g in sorted(plan.groups)]
     combine_locks(specs, plan.settings, {g: lay.group(g) for g in plan.groups}, lay.combined)
     config.paths.build.mkdir(parents=True, exist_ok=True)
-    result = install(lay.combined, config.paths.build, plan.settings, state_path=config.paths.install_json, verify=config.verify)
+    # Only what the app asked for directly gets a REQUESTED marker, as pip writes them.
+    requested = frozenset(normalize_name(spec.name) for group in specs for spec in group.requirements)
+    result = install(
+        lay.combined,
+        config.paths.build,
+        plan.settings,
+        state_path=config.paths.install_json,
+        verify=config.verify,
+        requested=requested,
+    )
     staged = read_json(config.paths.stage_json, {}).get("files", {})
     check_overlaps(config.paths.build, result.state, [*staged, "runpod_flash/__init__.py"])
     bundle_sdk(config, plan.settings)
