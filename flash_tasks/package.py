@@ -75,12 +75,23 @@ def _distributions(config: BuildConfig) -> dict[str, Any]:
     return {name: dist.model_dump(mode="json") for name, dist in state.distributions.items()}
 
 
+_DIST_FILES: dict[tuple[str, str, str], list[tuple[str, str | None]]] = {}
+
+
 def _dist_files(build: Path, dist: dict[str, Any]) -> list[tuple[str, str | None]]:
     """A distribution's files, each with the digest its RECORD gives (None: not listed).
 
     The RECORD is checked against the digest taken at install time first, so a
-    damaged RECORD can never vouch for damaged files.
+    damaged RECORD can never vouch for damaged files. Remembered for the rest of
+    the archive step (keyed by that digest).
     """
+    key = (str(build), str(dist["dist_info"]), str(dist.get("content_hash")))
+    if key not in _DIST_FILES:
+        _DIST_FILES[key] = _read_dist_files(build, dist)
+    return _DIST_FILES[key]
+
+
+def _read_dist_files(build: Path, dist: dict[str, Any]) -> list[tuple[str, str | None]]:
     dist_info = dist["dist_info"]
     try:
         rows = read_record(build / dist_info / "RECORD")
@@ -130,6 +141,7 @@ def _ensure_fresh(config: BuildConfig) -> None:
 
     paths = config.paths
     if not tree_intact(paths.build, load(TreeRecord, sdk_record_path(config))):
+        REPAIRS.append("the SDK copy in .flash/.build was changed: copied again")
         python = read_json(paths.groups_json, {}).get("python_version")
         bundle_sdk(config, settings_for(config, python))
     for record_path, restore in ((paths.stage_json, "stage"), (paths.handlers_json, "handlers")):
@@ -140,6 +152,7 @@ def _ensure_fresh(config: BuildConfig) -> None:
             tree = None
         if tree_intact(paths.build, tree):
             continue
+        REPAIRS.append(f"files written by the {restore} task in .flash/.build were changed: restored")
         if restore == "stage":
             stage_action(config, sorted(data.get("files", {})))
         else:
@@ -171,6 +184,14 @@ class ArtifactRecord(Record):
     stamp: Stamp
     #: sha256 of the manifest published next to it.
     manifest_sha256: str = ""
+
+
+#: What this build found damaged and rebuilt (said by ``-v`` and ``--explain``).
+REPAIRS: list[str] = []
+
+
+def repairs_path(config: BuildConfig) -> Path:
+    return config.paths.state / "repairs.json"
 
 
 def segment_index_path(config: BuildConfig) -> Path:
@@ -266,8 +287,11 @@ def _valid_segments(config: BuildConfig, cached: list[DistSegments], verify: boo
     valid: dict[str, BlobRecord] = {}
     for group in cached:
         for path in group.paths:
-            record = check_file(path, index.segments.get(path.name), verify=verify)
+            known = index.segments.get(path.name)
+            record = check_file(path, known, verify=verify)
             if record is None:
+                if known is not None or os.path.lexists(path):
+                    REPAIRS.append(f"cached segment {path.name} failed its check: compressed again")
                 _remove_any(path)
             else:
                 valid[path.name] = record
@@ -288,18 +312,26 @@ def build_archive(config: BuildConfig) -> None:
     """Write the artifact, repairing an installed distribution found damaged on the way."""
     from .archive import DamagedSource
 
+    REPAIRS.clear()
     for attempt in range(3):
         try:
             _build_archive(config)
+            if REPAIRS:
+                from .stage import write_json
+
+                write_json(repairs_path(config), list(REPAIRS))
             return
         except DamagedDistribution as exc:
             if attempt == 2:
                 raise
+            REPAIRS.append(f"installed files of {exc.name} in .flash/.build were changed: reinstalled")
             _repair(config, exc.name)
         except DamagedSource as exc:
             if attempt == 2:
                 raise
-            _repair(config, _owner(config, exc.source))
+            owner = _owner(config, exc.source)
+            REPAIRS.append(f"{exc.source.relative_to(config.paths.build)} in .flash/.build was changed: {owner} reinstalled")
+            _repair(config, owner)
 
 
 def _owner(config: BuildConfig, source: Path) -> str:
@@ -329,6 +361,7 @@ def _build_archive(config: BuildConfig) -> None:
     if paths.segments.exists() and not paths.segments.is_dir():
         _remove_any(paths.segments)
     paths.segments.mkdir(parents=True, exist_ok=True)
+    _DIST_FILES.clear()
     _ensure_fresh(config)
     fresh, cached = plan_segments(config)
     valid = _valid_segments(config, cached, config.verify)
@@ -452,10 +485,11 @@ def _spare_starts_with(config: BuildConfig, spare: Path, members: list[Blob]) ->
         st = os.lstat(spare)
     except OSError:
         return False
-    if st.st_nlink != 1 or Stamp.of(spare) != record.stamp:
+    if st.st_nlink != 1:
         return False
-    if config.verify:
-        return _members_check(spare, record.members)
+    if Stamp.of(spare) != record.stamp or (config.verify and not _members_check(spare, record.members)):
+        REPAIRS.append("the spare copy of the previous artifact failed its check: the artifact was assembled anew")
+        return False
     return True
 
 

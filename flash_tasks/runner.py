@@ -355,6 +355,9 @@ def run_tasks(
     with build_lock(config, wait_stream if wait_stream is not None else verbose_stream):
         prepare_flash_dir(config)
         recover_if_interrupted(config)
+        from .package import repairs_path
+
+        repairs_path(config).unlink(missing_ok=True)
         running = config.paths.state / RUNNING_MARKER
         running.touch()
         RAISED.clear()
@@ -399,5 +402,15 @@ def run_tasks(
     report.ran = [e.name for e in log.events if e.status == "run"]
     report.skipped = [e.name for e in log.events if e.status == "skipped"]
     report.warnings = read_json(config.paths.warnings_json, [])
+    from .package import repairs_path
+
+    repairs = read_json(repairs_path(config), [])
+    if repairs:
+        # A damaged cache piece is rebuilt without asking; -v and --explain say which and why.
+        if verbose_stream is not None:
+            verbose_stream.write("".join(f"  repaired: {line}\n" for line in repairs))
+        for event in report.events:
+            if event.name == "archive" and explain:
+                event.reasons.extend(f"repaired: {line}" for line in repairs)
     report.seconds = time.perf_counter() - started
     return report

@@ -29,50 +29,105 @@ uv does the resolving and installing. Its messages are mapped to
 
 from __future__ import annotations
 
-from .installer import (
-    InstalledDistribution,
-    InstallResult,
-    InstallState,
-    distribution_files,
-    install,
-    load_install_state,
-)
-from .locks import (
-    ExcludedPackage,
-    LockEntry,
-    LockFile,
-    LockLayout,
-    LockResult,
-    combine_locks,
-    lock_group,
-    lock_inputs_digest,
-    read_lock,
-)
-from .requirements import (
-    CollectedRequirements,
-    GroupSpec,
-    RequirementSpec,
-    collect_app_requirements,
-    parse_endpoint_dependencies,
-    parse_requirement,
-    plan_groups,
-    read_pyproject_dependencies,
-    read_requirements_file,
-)
-from .sdk import bundle_runpod_flash
-from .settings import (
-    ALWAYS_EXCLUDED,
-    DEFAULT_PLATFORM,
-    LOCK_FORMAT,
-    MAX_ARCHIVE_MB,
-    RUNPOD_FLASH_VERSION,
-    SDK_NAMES,
-    DepsSettings,
-    IndexSettings,
-    normalize_name,
-    parse_exclude_option,
-)
-from .size import SizeReport, check_size
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: Where each public name lives. Loaded on first use: a no-op build needs only a few of them.
+_HOMES = {
+    "ALWAYS_EXCLUDED": "settings",
+    "CollectedRequirements": "requirements",
+    "DEFAULT_PLATFORM": "settings",
+    "DepsSettings": "settings",
+    "ExcludedPackage": "locks",
+    "GroupSpec": "requirements",
+    "IndexSettings": "settings",
+    "InstallResult": "installer",
+    "InstallState": "installer",
+    "InstalledDistribution": "installer",
+    "LOCK_FORMAT": "settings",
+    "LockEntry": "locks",
+    "LockFile": "locks",
+    "LockLayout": "locks",
+    "LockResult": "locks",
+    "MAX_ARCHIVE_MB": "settings",
+    "RUNPOD_FLASH_VERSION": "settings",
+    "RequirementSpec": "requirements",
+    "SDK_NAMES": "settings",
+    "SizeReport": "size",
+    "bundle_runpod_flash": "sdk",
+    "check_size": "size",
+    "collect_app_requirements": "requirements",
+    "combine_locks": "locks",
+    "distribution_files": "installer",
+    "install": "installer",
+    "load_install_state": "installer",
+    "lock_group": "locks",
+    "lock_inputs_digest": "locks",
+    "normalize_name": "settings",
+    "parse_endpoint_dependencies": "requirements",
+    "parse_exclude_option": "settings",
+    "parse_requirement": "requirements",
+    "plan_groups": "requirements",
+    "read_lock": "locks",
+    "read_pyproject_dependencies": "requirements",
+    "read_requirements_file": "requirements",
+}
+
+if TYPE_CHECKING:
+    from .installer import (
+        InstalledDistribution,
+        InstallResult,
+        InstallState,
+        distribution_files,
+        install,
+        load_install_state,
+    )
+    from .locks import (
+        ExcludedPackage,
+        LockEntry,
+        LockFile,
+        LockLayout,
+        LockResult,
+        combine_locks,
+        lock_group,
+        lock_inputs_digest,
+        read_lock,
+    )
+    from .requirements import (
+        CollectedRequirements,
+        GroupSpec,
+        RequirementSpec,
+        collect_app_requirements,
+        parse_endpoint_dependencies,
+        parse_requirement,
+        plan_groups,
+        read_pyproject_dependencies,
+        read_requirements_file,
+    )
+    from .sdk import bundle_runpod_flash
+    from .settings import (
+        ALWAYS_EXCLUDED,
+        DEFAULT_PLATFORM,
+        LOCK_FORMAT,
+        MAX_ARCHIVE_MB,
+        RUNPOD_FLASH_VERSION,
+        SDK_NAMES,
+        DepsSettings,
+        IndexSettings,
+        normalize_name,
+        parse_exclude_option,
+    )
+    from .size import SizeReport, check_size
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ALWAYS_EXCLUDED",
