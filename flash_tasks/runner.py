@@ -13,7 +13,6 @@ ran (see ``flash_tasks.commands.explain``).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import os
 import re
@@ -154,19 +153,21 @@ def _make_reporter(log: _Log) -> type:
 @contextmanager
 def hold_lock(lock_file: Path, stream: IO[str] | None, waiting: str) -> Iterator[None]:
     """Hold an exclusive lock on ``lock_file``, saying ``waiting`` if someone else has it."""
+    from filelock import FileLock, Timeout
+
     lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_file, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if stream is not None:
-                stream.write(waiting)
-                stream.flush()
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    lock = FileLock(lock_file)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if stream is not None:
+            stream.write(waiting)
+            stream.flush()
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def build_lock(config: BuildConfig, stream: IO[str] | None) -> Any:
