@@ -56,7 +56,7 @@ MAX_ARGUMENTS_SIZE = 16_000_000
 #: Nesting of expressions plus references from one constant to the next.
 MAX_DEPTH = 100
 #: Evaluation steps (expression nodes and comprehension iterations) for one build.
-MAX_STEPS = 2_000_000
+MAX_STEPS = 1_000_000
 #: Bits of one integer.
 MAX_INT_BITS = 4096
 MAX_POW_EXPONENT = 128
@@ -155,6 +155,10 @@ class EvalError(Exception):
         self.message = message
         self.node = node
         self.hint = hint
+
+
+class StepsExceeded(EvalError):
+    """The build's evaluation step budget ran out."""
 
 
 def _int_arg(value: Any) -> Any:
@@ -266,6 +270,12 @@ def did_you_mean(name: str, options: list[str]) -> str:
 
 def _too_large(what: str, size: int, limit: int) -> str:
     return f"{what} would be too large ({size:,} > {limit:,})"
+
+
+def _too_large_sequence(seq: Any, size: int) -> str:
+    if isinstance(seq, str):
+        return _too_large("string", size, MAX_STR) + " characters"
+    return _too_large("collection", size, MAX_ITEMS) + " items"
 
 
 def check_format_spec(spec: str) -> None:
@@ -488,7 +498,7 @@ class Evaluator:
     def step(self, node: ast.AST | None) -> None:
         self.steps += 1
         if self.steps > MAX_STEPS:
-            raise EvalError(f"the endpoint arguments take more than {MAX_STEPS:,} evaluation steps", node,
+            raise StepsExceeded(f"the endpoint arguments take more than {MAX_STEPS:,} evaluation steps", node,
                             hint="compute less at build time: write the values as constants")
 
 
@@ -648,6 +658,9 @@ class _Frame:
         self.scopes.append(scope)
         try:
             self.loop(generators, 0, scope, emit)
+        except StepsExceeded as exc:
+            exc.node = node  # point at the loop, not at whatever step ran out
+            raise
         finally:
             self.scopes.pop()
 
@@ -750,13 +763,11 @@ class _Frame:
         if isinstance(node.op, ast.Mult):
             seq, count = (left, right) if isinstance(left, (str, list, tuple)) else (right, left)
             if isinstance(seq, (str, list, tuple)) and isinstance(count, int):
-                limit = MAX_STR if isinstance(seq, str) else MAX_ITEMS
-                if count * len(seq) > limit:
-                    raise EvalError(_too_large(_type_name(seq), count * len(seq), limit), node)
+                if count * len(seq) > (MAX_STR if isinstance(seq, str) else MAX_ITEMS):
+                    raise EvalError(_too_large_sequence(seq, count * len(seq)), node)
         if isinstance(node.op, ast.Add) and isinstance(left, (str, list, tuple)) and isinstance(right, type(left)):
-            limit = MAX_STR if isinstance(left, str) else MAX_ITEMS
-            if len(left) + len(right) > limit:
-                raise EvalError(_too_large(_type_name(left), len(left) + len(right), limit), node)
+            if len(left) + len(right) > (MAX_STR if isinstance(left, str) else MAX_ITEMS):
+                raise EvalError(_too_large_sequence(left, len(left) + len(right)), node)
         if isinstance(node.op, ast.Mod) and isinstance(left, str):
             raise EvalError("use an f-string instead of % formatting", node)
         try:
