@@ -1016,9 +1016,14 @@ class _Frame:
             length += len(literal)
             if field_name is not None:
                 if field_name == "":
+                    if auto < 0:
+                        raise ValueError("cannot switch from manual field numbering to automatic field numbering")
                     key: int | str = auto
                     auto += 1
                 elif field_name.isdigit():
+                    if auto > 0:
+                        raise ValueError("cannot switch from automatic field numbering to manual field specification")
+                    auto = -1
                     key = int(field_name)
                 elif field_name.isidentifier():
                     key = field_name
