@@ -65,7 +65,8 @@ def reference_python(explicit: str | None) -> Path:
     if explicit:
         return Path(explicit)
     sys.path.insert(0, str(ROOT))
-    from tests.support.reference import reference_python as find, unavailable_reason
+    from tests.support.reference import reference_python as find
+    from tests.support.reference import unavailable_reason
 
     python = find()
     if python is None:

@@ -2,7 +2,14 @@
 
 import os
 
-from runpod_flash import CpuInstanceType, DataCenter, Endpoint, GpuGroup, GpuType, NetworkVolume
+from runpod_flash import (
+    CpuInstanceType,
+    DataCenter,
+    Endpoint,
+    GpuGroup,
+    GpuType,
+    NetworkVolume,
+)
 
 REGION = os.environ.get("REAL_APP_DATACENTER", "EU_RO_1")
 

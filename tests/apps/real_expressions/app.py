@@ -1,3 +1,4 @@
+# ruff: noqa: SIM905, FLY002, UP032, C405, SIM118  (written the way real apps write settings)
 """Endpoint arguments written the way Python programmers write settings.
 
 Pure builtins, str methods, dict.get, comparisons, boolean and conditional
