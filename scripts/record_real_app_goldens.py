@@ -58,6 +58,7 @@ APP_ENV: dict[str, dict[str, str | None]] = {
         "API_WORKERS": None,
     },
     "real_agents_folder": {},
+    "real_names": {},
 }
 
 
