@@ -30,20 +30,9 @@ GOLDENS = ROOT / "tests" / "goldens" / "real_apps"
 REFERENCE = "runpod-flash==1.21.0"
 VOLATILE_FIELDS = ("generated_at", "source_fingerprint")
 
-#: Variables either tool reads besides the apps' own: unset for every recording.
-CLEARED_ENV = (
-    "FLASH_GPU_IMAGE",
-    "FLASH_CPU_IMAGE",
-    "FLASH_LB_IMAGE",
-    "FLASH_CPU_LB_IMAGE",
-    "FLASH_IMAGE_TAG",
-    "FLASH_IS_LIVE_PROVISIONING",
-    "RUNPOD_ENDPOINT_ID",
-    "RUNPOD_POD_ID",
-    "RUNPOD_DEFAULT_LOCATIONS",
-    "RUNPOD_DEFAULT_DATACENTER",
-    "SOURCE_DATE_EPOCH",
-)
+#: Variables either tool reads besides the apps' own (runpod-flash's defaults for
+#: images, tags and locations): unset for every recording.
+REFERENCE_ENV = ("RUNPOD_DEFAULT_LOCATIONS", "RUNPOD_DEFAULT_DATACENTER")
 #: What each app reads from the environment. Variables listed with None are
 #: unset, so the app's default applies; the others are set to the given value.
 APP_ENV: dict[str, dict[str, str | None]] = {
@@ -65,7 +54,6 @@ APP_ENV: dict[str, dict[str, str | None]] = {
 def reference_python(explicit: str | None) -> Path:
     if explicit:
         return Path(explicit)
-    sys.path.insert(0, str(ROOT))
     from tests.support.reference import reference_python as find
     from tests.support.reference import unavailable_reason
 
@@ -76,7 +64,10 @@ def reference_python(explicit: str | None) -> Path:
 
 
 def build_env(app_env: dict[str, str | None]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV and k not in app_env}
+    from tests.test_reference import CLEARED_ENV
+
+    cleared = set(CLEARED_ENV) | set(REFERENCE_ENV) | set(app_env)
+    env = {k: v for k, v in os.environ.items() if k not in cleared}
     env.update({k: v for k, v in app_env.items() if v is not None})
     env["FLASH_NO_UPDATE_CHECK"] = "1"
     return env
@@ -114,6 +105,7 @@ def main() -> None:
     parser.add_argument("--python", help="interpreter of an environment with runpod-flash 1.21.0")
     parser.add_argument("apps", nargs="*", default=sorted(APP_ENV), help="apps to record (default: all)")
     args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
     python = reference_python(args.python)
     flash = python.parent / ("flash.exe" if os.name == "nt" else "flash")
     for app in args.apps:
