@@ -135,3 +135,51 @@ def test_the_suggested_ignore_line_silences_the_warning(tmp_path: Path) -> None:
     result = build_manifest(scans, BuildOptions(project_name=app.name), {})
     assert not [w for w in result.warnings if ".agents" in w.message]
     assert set(result.manifest.resources) == {"main-worker", "dash-folder"}
+
+
+def _manifest_of(files: dict[str, str]) -> ManifestResult:
+    scans = {rel: scan_source(text.encode(), rel) for rel, text in files.items()}
+    return build_manifest(scans, BuildOptions(project_name="app"), {})
+
+
+SAME_NAME = """\
+from runpod_flash import Endpoint
+
+
+@Endpoint(name="tts", cpu="cpu3c-1-2", dependencies=["tinydep"])
+def speak(text):
+    return text
+
+
+@Endpoint(name="tts", cpu="cpu3c-1-2", dependencies=["leafdep", "tinydep"])
+def list_voices():
+    return []
+"""
+
+
+def test_same_name_installs_every_declarations_dependencies() -> None:
+    """runpod-flash installs the dependencies of every declaration it finds, whichever gives the settings."""
+    result = _manifest_of({"app.py": SAME_NAME})
+    assert [(d["requirement"], d["origin"]) for d in result.groups["tts"]] == [
+        ("leafdep", "app.py:9"),
+        ("tinydep", "app.py:9"),
+    ]
+    # Only dependencies differ: every declaration's are installed, so nothing is ignored and no warning.
+    assert not [w for w in result.warnings if "declared" in w.message]
+    other = SAME_NAME.replace('["leafdep", "tinydep"]', '["leafdep"]')
+    result = _manifest_of({"app.py": other})
+    assert [(d["requirement"], d["origin"]) for d in result.groups["tts"]] == [
+        ("leafdep", "app.py:9"),
+        ("tinydep", "app.py:4"),
+    ]
+
+
+def test_same_name_in_two_files_stays_an_error() -> None:
+    from flash_tasks.errors import BuildError
+
+    one = SAME_NAME.split("\n\n\n@Endpoint", 2)
+    files = {"a.py": one[0] + "\n\n\n@Endpoint" + one[1], "b.py": one[0] + "\n\n\n@Endpoint" + one[2]}
+    with pytest.raises(BuildError) as info:
+        _manifest_of(files)
+    assert "endpoint 'tts' is defined in more than one file: a.py, b.py" in info.value.message
+    assert info.value.path == "b.py"
