@@ -442,7 +442,7 @@ class Discovery:
         """Express a resource class's fields as Endpoint arguments where they mean the same."""
         is_lb, is_cpu, is_live = LEGACY_CLASSES[value.name]
         loc = {"line": value.line, "col": value.col, "src": value.name}
-        where = {"path": value.path, "line": value.line, "col": value.col}
+        where: dict[str, Any] = {"path": value.path, "line": value.line, "col": value.col}
         values: dict[str, Any] = {}
         extra: dict[str, Any] = {}
         for key, item in value.kwargs.items():

@@ -762,12 +762,12 @@ class _Frame:
                 raise EvalError(f"number is too large (more than {MAX_INT_BITS} bits)", node)
         if isinstance(node.op, ast.Mult):
             seq, count = (left, right) if isinstance(left, (str, list, tuple)) else (right, left)
-            if isinstance(seq, (str, list, tuple)) and isinstance(count, int):
-                if count * len(seq) > (MAX_STR if isinstance(seq, str) else MAX_ITEMS):
-                    raise EvalError(_too_large_sequence(seq, count * len(seq)), node)
-        if isinstance(node.op, ast.Add) and isinstance(left, (str, list, tuple)) and isinstance(right, type(left)):
-            if len(left) + len(right) > (MAX_STR if isinstance(left, str) else MAX_ITEMS):
-                raise EvalError(_too_large_sequence(left, len(left) + len(right)), node)
+            repeated = count * len(seq) if isinstance(seq, (str, list, tuple)) and isinstance(count, int) else 0
+            if repeated > (MAX_STR if isinstance(seq, str) else MAX_ITEMS):
+                raise EvalError(_too_large_sequence(seq, repeated), node)
+        joined = len(left) + len(right) if isinstance(left, (str, list, tuple)) and isinstance(right, type(left)) else 0
+        if isinstance(node.op, ast.Add) and joined > (MAX_STR if isinstance(left, str) else MAX_ITEMS):
+            raise EvalError(_too_large_sequence(left, joined), node)
         if isinstance(node.op, ast.Mod) and isinstance(left, str):
             raise EvalError("use an f-string instead of % formatting", node)
         try:

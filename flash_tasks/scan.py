@@ -144,10 +144,13 @@ class _Scanner:
 
     def column(self, node: ast.AST) -> int:
         """1-based column in characters (ast counts UTF-8 bytes)."""
-        return len(self.lines[node.lineno - 1][: node.col_offset].decode("utf-8", "replace")) + 1
+        line: int = node.lineno  # type: ignore[attr-defined]
+        offset: int = node.col_offset  # type: ignore[attr-defined]
+        return len(self.lines[line - 1][:offset].decode("utf-8", "replace")) + 1
 
     def expr(self, node: ast.AST) -> Expr:
-        return {"src": self.segment(node), "line": node.lineno, "col": self.column(node)}
+        line: int = node.lineno  # type: ignore[attr-defined]
+        return {"src": self.segment(node), "line": line, "col": self.column(node)}
 
     def absolute_module(self, module: str | None, level: int) -> str:
         """Resolve ``from ..x import y`` against this file's package."""
