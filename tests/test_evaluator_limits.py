@@ -77,6 +77,8 @@ HOSTILE: list[tuple[str, str, str, int | None]] = [
         "evaluation steps",
         6,
     ),
+    ("list-repeat-items", endpoint("dependencies=['x'] * 200000"), "collection would be too large (200,000 > 100,000) items", 5),
+    ("dict-comprehension-items", endpoint("env={a + b + c: '' for a in S for b in S for c in S}", "S = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX'\n"), "dict would be too large", 6),
     ("huge-power", endpoint("workers=(10**100) ** 100"), "too large", 5),
     ("huge-int-string", endpoint("workers=int('9' * 100000)"), "int() failed", 5),
     ("constant-chain-5000", endpoint("workers=C4999", chain(5000)), "nested too deeply", None),
@@ -152,6 +154,14 @@ def test_arguments_of_all_endpoints_together_are_limited() -> None:
         f"\n@Endpoint(name='w{i}', cpu='cpu3c-1-2', env=E)\ndef work{i}(x):\n    return x\n" for i in range(2)
     )
     assert len(manifest(body3).manifest.resources) == 2
+
+
+def test_scans_recorded_before_functions_were_listed_still_evaluate() -> None:
+    """A scan cached by an older build has no "defs"; constants still resolve."""
+    scan = scan_source(endpoint("workers=C2", chain(3)).encode(), "app.py")
+    del scan["defs"]
+    result = build_manifest({"app.py": scan}, BuildOptions(project_name="app"), {})
+    assert result.manifest.resources["w"].workersMax == 1
 
 
 def test_limits_are_sane() -> None:
