@@ -188,6 +188,27 @@ def _sum(items: Any, start: Any = 0) -> Any:
     return sum(values, start)
 
 
+def _range(*args: Any) -> list[int]:
+    if not all(isinstance(a, int) and not isinstance(a, bool) for a in args):
+        raise TypeError("range() takes integers")
+    values = range(*args)
+    if len(values) > MAX_ITEMS:
+        raise ValueError(f"range of {len(values):,} numbers is longer than {MAX_ITEMS:,}")
+    return list(values)
+
+
+def _enumerate(items: Any, start: int = 0) -> list[tuple[int, Any]]:
+    return list(enumerate(list(items), start))
+
+
+def _zip(*iterables: Any) -> list[tuple[Any, ...]]:
+    return list(zip(*[list(i) for i in iterables]))
+
+
+def _reversed(items: Any) -> list[Any]:
+    return list(reversed(list(items)))
+
+
 #: Builtins that only compute on plain values.
 SAFE_BUILTINS: dict[str, Callable[..., Any]] = {
     "str": str,
@@ -207,6 +228,10 @@ SAFE_BUILTINS: dict[str, Callable[..., Any]] = {
     "sum": _sum,
     "any": any,
     "all": all,
+    "range": _range,
+    "enumerate": _enumerate,
+    "zip": _zip,
+    "reversed": _reversed,
 }
 WHAT_WORKS = WHAT_WORKS.replace("{builtins}", ", ".join(f"{name}()" for name in SAFE_BUILTINS))
 

@@ -101,6 +101,8 @@ def test_unknown_enum_member_suggests_the_closest() -> None:
         ("str({x: y for x, y in [('a', 1)]}) + str(len({c for c in 'aab'}))", "{'a': 1}2"),
         ("str([a + b for a in 'xy' for b in '12'])", "['x1', 'x2', 'y1', 'y2']"),
         ("str({'k': [1, 2]}['k'][-1]) + 'abcdef'[1:4:2]", "2bd"),
+        ("','.join(f'{i}:{c}' for i, c in enumerate('ab', 1)) + str(list(range(2, 8, 3)))", "1:a,2:b[2, 5]"),
+        ("str(dict(zip(['a', 'b'], [1, 2]))) + ''.join(reversed('abc'))", "{'a': 1, 'b': 2}cba"),
     ],
 )
 def test_pure_expressions_compute_as_python_does(expr: str, expected: str) -> None:
@@ -166,6 +168,7 @@ def test_attribute_of_an_object_built_at_import_time_is_refused() -> None:
         ("env={'V': '{}{0}'.format(1)}", "cannot switch from automatic field numbering"),
         ("env={'V': os.environ['NOT_SET_ANYWHERE']}", "environment variable 'NOT_SET_ANYWHERE' is not set"),
         ("env={'V': (lambda: 'x')()}", "cannot evaluate lambda expressions"),
+        ("env={'V': str(len(range(10**9)))}", "range of 1,000,000,000 numbers is longer than 100,000"),
         ("env={'V': str(x := 1)}", "cannot evaluate namedexpr expressions"),
         ("env={'V': os.system('true')}", "os.system cannot be used here"),
         ("env={'V': open('/etc/passwd').read()}", "'open' is not defined at module level"),
