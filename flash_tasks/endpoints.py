@@ -9,6 +9,7 @@ class, in the order the SDK's own build lists them.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -16,7 +17,16 @@ from typing import Any
 
 from . import catalog
 from .errors import BuildError
-from .evaluator import Evaluator, SdkCall, did_you_mean
+from .evaluator import MAX_ARGUMENTS_SIZE, Evaluator, SdkCall, did_you_mean
+
+#: Longest endpoint name, in UTF-8 bytes. The name becomes ``handler_<name>.py`` and the
+#: build's lock and temporary files (``.handler_<name>.py.tmp-<pid>``): with 200 bytes they
+#: all fit the 255-byte file-name limit of common file systems.
+MAX_NAME_BYTES = 200
+#: Unicode categories refused in names: control characters, line and paragraph
+#: separators (``str.splitlines`` breaks on them) and lone surrogates.
+_NAME_BAD_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Cs"})
+NAME_HINT = "use letters, digits, '-' and '_' (for example name='my-worker')"
 
 #: Keyword arguments ``Endpoint(...)`` accepts.
 ENDPOINT_KWARGS = (
@@ -140,6 +150,10 @@ class Discovery:
         self.ev = ev
         self.objects: dict[tuple[str, str], EndpointObject] = {}
         self.warnings = warnings
+        #: Size of every endpoint argument evaluated so far (what the manifest will hold).
+        self.arguments_size = 0
+        #: Folders left out of discovery because the worker cannot import from them.
+        self.skipped_folders: set[str] = set()
 
     def endpoint_var(self, module: str, var: str, before_line: int, seen: frozenset[tuple[str, str]] = frozenset()) -> EndpointObject | None:
         """The Endpoint object a module-level name refers to, if it is one."""
@@ -176,6 +190,8 @@ class Discovery:
                 )
             if scan["is_package"]:
                 continue  # the SDK's own build does not look for endpoints in __init__.py
+            if self.unimportable(scan):
+                continue
             for record in scan["endpoints"]:
                 if record["kind"] == "remote":
                     found.append(self.importable(self.remote(record, scan)))
@@ -205,6 +221,30 @@ class Discovery:
                     hint="use @ep directly for one queue-based function, or @ep.get/post(...) routes, not both",
                 )
         return found
+
+    def unimportable(self, scan: dict[str, Any]) -> bool:
+        """Whether ``scan`` lies in a folder the worker cannot import modules from.
+
+        The worker imports ``a/b/c.py`` as ``importlib.import_module("a.b.c")``: a folder
+        whose name holds a dot (``.agents``, ``v1.2``) breaks that dotted name, while '-'
+        and other characters do not. Such folders are left out of discovery, with one
+        warning per folder when they declare endpoints.
+        """
+        folder = unimportable_folder(scan["path"])
+        if folder is None:
+            return False
+        declares = bool(scan["endpoints"]) or any("image" in v["call"]["kwargs"] for v in scan["endpoint_vars"].values())
+        if declares and folder not in self.skipped_folders:
+            self.skipped_folders.add(folder)
+            self.warnings.append(
+                Warning_(
+                    f"endpoints in {folder}/ are not built: the worker cannot import modules from a folder "
+                    f"whose name contains a dot ({scan['path']} would be module {scan['module']!r}); "
+                    f"add the line `{folder}/` to .gitignore to leave the folder out and silence this",
+                    folder + "/",
+                )
+            )
+        return True
 
     @staticmethod
     def importable(found: Discovered) -> Discovered:
@@ -265,7 +305,17 @@ class Discovery:
                     col=max(1, expr["col"] - len(key) - 1),
                     hint=did_you_mean(key, list(ENDPOINT_KWARGS)),
                 )
-            values[key] = (self.ev.evaluate(obj.module, expr), expr)
+            value = self.ev.evaluate(obj.module, expr, argument=key)
+            self.arguments_size += self.ev.size_of(value)
+            if self.arguments_size > MAX_ARGUMENTS_SIZE:
+                raise BuildError(
+                    f"the endpoint arguments of this app add up to more than {MAX_ARGUMENTS_SIZE:,} bytes",
+                    path=obj.path,
+                    line=expr["line"],
+                    col=expr["col"],
+                    hint="endpoint arguments are settings, not data: ship large data as a file in the app",
+                )
+            values[key] = (value, expr)
         obj.values = values
         obj.evaluated = True
         return values
@@ -365,7 +415,7 @@ class Discovery:
         kwargs = call["kwargs"]
         unknown = set(kwargs) - {"resource_config", "dependencies", "system_dependencies", "accelerate_downloads", "method", "path", "local"}
         if unknown:
-            raise BuildError(f"@remote has no argument {sorted(unknown)[0]!r}", **where)
+            raise BuildError(f"@remote has no argument {min(unknown)!r}", **where)
         if "dependencies" in kwargs:
             obj.values["dependencies"] = (self.ev.evaluate(scan["module"], kwargs["dependencies"]), kwargs["dependencies"])
         method = self.ev.evaluate(scan["module"], kwargs["method"]) if "method" in kwargs else None
@@ -392,7 +442,7 @@ class Discovery:
         """Express a resource class's fields as Endpoint arguments where they mean the same."""
         is_lb, is_cpu, is_live = LEGACY_CLASSES[value.name]
         loc = {"line": value.line, "col": value.col, "src": value.name}
-        where = {"path": value.path, "line": value.line, "col": value.col}
+        where: dict[str, Any] = {"path": value.path, "line": value.line, "col": value.col}
         values: dict[str, Any] = {}
         extra: dict[str, Any] = {}
         for key, item in value.kwargs.items():
@@ -430,17 +480,30 @@ class Discovery:
     def resource_name(self, obj: EndpointObject, name: Any) -> str:
         if not isinstance(name, str) or not name:
             raise BuildError(f"Endpoint name must be a non-empty string, got {name!r}", **self.where(obj, "name"))
+        self.check_name(obj, name)
         if self.value(obj, "flashboot", True):
             while name.endswith("-fb"):
                 name = name[:-3]
         return name
 
 
+    def check_name(self, obj: EndpointObject, name: str) -> None:
+        """Refuse a name that cannot become a file name or a line of a lock file."""
+        problem = name_problem(name)
+        if problem is not None:
+            raise BuildError(
+                f"endpoint name {_show(name)} {problem}",
+                **self.where(obj, "name"),
+                hint=f"the name becomes the handler file handler_<name>.py and a line of the lock files; {NAME_HINT}",
+            )
+
     def client_endpoints(self) -> dict[str, EndpointObject]:
         """Module-level ``Endpoint(image=..., name=...)`` objects: deployed, but run no code of ours."""
         out: dict[str, EndpointObject] = {}
         for relpath in sorted(self.scans, key=path_sort_key):
             scan = self.scans[relpath]
+            if self.unimportable(scan):
+                continue
             for var, info in scan["endpoint_vars"].items():
                 call = info["call"]
                 if "image" not in call["kwargs"]:
@@ -451,6 +514,7 @@ class Discovery:
                 name = self.value(obj, "name")
                 if not isinstance(name, str) or not name:
                     raise BuildError("an Endpoint with image= needs a name", **self.where(obj, "image"))
+                self.check_name(obj, name)
                 if name in out and out[name].path != relpath:
                     if self.value(out[name], "image") != self.value(obj, "image"):
                         raise BuildError(
@@ -461,3 +525,34 @@ class Discovery:
                     continue
                 out[name] = obj
         return out
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be an endpoint name, or None when it can."""
+    for ch in name:
+        if unicodedata.category(ch) in _NAME_BAD_CATEGORIES:
+            return f"contains the control character {ch!a}"
+    for sep in ("/", "\\"):
+        if sep in name:
+            return f"contains the path separator {sep!r}"
+    if name in (".", ".."):
+        return "is a special folder name"
+    size = len(name.encode("utf-8"))
+    if size > MAX_NAME_BYTES:
+        return f"is too long ({size} bytes in UTF-8; at most {MAX_NAME_BYTES})"
+    return None
+
+
+def _show(name: str, limit: int = 60) -> str:
+    """A name quoted for a message, escapes visible, long ones shortened."""
+    shown = ascii(name) if any(unicodedata.category(ch) in _NAME_BAD_CATEGORIES for ch in name) else repr(name)
+    return shown if len(shown) <= limit else shown[: limit - 4] + "...'"
+
+
+def unimportable_folder(relpath: str) -> str | None:
+    """The outermost folder of ``relpath`` whose name holds a dot (not importable), if any."""
+    parts = PurePosixPath(relpath).parts[:-1]
+    for index, part in enumerate(parts):
+        if "." in part:
+            return "/".join(parts[: index + 1])
+    return None

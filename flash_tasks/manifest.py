@@ -15,7 +15,7 @@ from typing import Any
 from . import catalog
 from .endpoints import Discovered, Discovery, EndpointObject, Warning_, path_sort_key
 from .errors import BuildError, UsageError
-from .evaluator import Evaluator
+from .evaluator import Evaluator, SdkCall
 from .models import FunctionEntry, Manifest, ResourceEntry
 from .resources import ResourceSettings
 
@@ -141,11 +141,10 @@ class ManifestBuilder:
                     col=members[-1].record["decorator_col"],
                     hint="give each endpoint a unique name, or keep an endpoint's functions in one file",
                 )
+            first = members[0]
             objects = {id(d.endpoint): d.endpoint for d in members}
             if len(objects) > 1:
-                first, second = list(objects.values())[:2]
-                self.check_same_config(name, first, second)
-            first = members[0]
+                self.merge_warning(name, first, members)
             is_lb = first.is_lb
             if any(d.is_lb != is_lb for d in members):
                 raise BuildError(
@@ -222,6 +221,16 @@ class ManifestBuilder:
                 routes[name] = resource_routes
             origin = f"{first.endpoint.path}:{first.endpoint.call['line']}"
             group_deps[name] = [{"requirement": dep, "origin": origin} for dep in deps]
+            # The other declarations' dependencies are installed too (runpod-flash installs
+            # every declaration's), in the order the functions are listed.
+            for obj in objects.values():
+                if obj is first.endpoint:
+                    continue
+                more = self.found.value(obj, "dependencies") or []
+                if isinstance(more, (list, tuple)) and all(isinstance(d, str) for d in more):
+                    seen = {d["requirement"] for d in group_deps[name]}
+                    extra_origin = f"{obj.path}:{obj.call['line']}"
+                    group_deps[name] += [{"requirement": d, "origin": extra_origin} for d in more if d not in seen]
 
         for name in sorted(client_vars):
             obj = client_vars[name]
@@ -260,17 +269,40 @@ class ManifestBuilder:
         )
         return ManifestResult(manifest, group_deps, dict(self.ev.env_used), self.warnings)
 
-    def check_same_config(self, name: str, first: EndpointObject, second: EndpointObject) -> None:
-        """Two Endpoint objects share a name: fine only if they configure the same thing."""
-        a = {k: v[0] for k, v in self.found.values(first).items()}
-        b = {k: v[0] for k, v in self.found.values(second).items()}
-        if a != b:
-            raise BuildError(
-                f"endpoint {name!r} is configured twice with different settings "
-                f"({first.path}:{first.call['line']} and {second.path}:{second.call['line']})",
-                **self.found.where(second),
-                hint="give the endpoints different names, or use one shared Endpoint object",
+    def merge_warning(self, name: str, applies: Discovered, members: list[Discovered]) -> None:
+        """Several Endpoint declarations of one file share a name: one resource, one config.
+
+        As in runpod-flash, the declaration on the function (or class) whose name sorts
+        first gives the settings; the others only add their functions (and dependencies).
+        Settings that differ are named in a warning.
+        """
+        chosen = self.found.values(applies.endpoint)
+        differing: set[str] = set()
+        others: list[Discovered] = []
+        for d in members:
+            if d.endpoint is applies.endpoint or any(o.endpoint is d.endpoint for o in others):
+                continue
+            others.append(d)
+            values = self.found.values(d.endpoint)
+            for key in set(chosen) | set(values):
+                if key == "dependencies":
+                    continue  # every declaration's dependencies are installed
+                if _comparable(chosen.get(key, (None,))[0]) != _comparable(values.get(key, (None,))[0]):
+                    differing.add(key)
+        if not differing:
+            return
+        where = f"{applies.path}:{applies.record['decorator_line']}"
+        ignored = ", ".join(f"{d.record['target']} ({d.path}:{d.record['decorator_line']})" for d in others)
+        self.warnings.append(
+            Warning_(
+                f"endpoint {name!r} is declared {len(others) + 1} times with different settings "
+                f"({', '.join(sorted(differing))}); the declaration on {applies.record['target']} ({where}) applies, "
+                f"as in runpod-flash, which takes the function whose name sorts first; the settings on {ignored} "
+                "are ignored (give them the same settings, or different names)",
+                applies.path,
+                applies.record["decorator_line"],
             )
+        )
 
     def version_warnings(self, version: str, any_gpu: bool) -> None:
         eol = catalog.END_OF_LIFE.get(version)
@@ -285,6 +317,17 @@ class ManifestBuilder:
                     "they reinstall it at cold start (about +7 GB, slower starts). Use --python-version 3.12 if you can"
                 )
             )
+
+
+def _comparable(value: Any) -> Any:
+    """A value with SDK calls reduced to what they configure (not where they are written)."""
+    if isinstance(value, SdkCall):
+        return (value.name, _comparable(value.kwargs))
+    if isinstance(value, dict):
+        return {k: _comparable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_comparable(v) for v in value]
+    return value
 
 
 def build_manifest(

@@ -72,6 +72,15 @@ def parse_source(data: bytes, relpath: str) -> tuple[ast.Module, str]:
     text = decode_source(data, relpath)
     try:
         tree = ast.parse(text, filename=relpath)
+    except (RecursionError, MemoryError):
+        # CPython's parser reports nesting deeper than its stack this way.
+        raise BuildError(
+            f"{relpath} nests expressions too deeply for Python's parser",
+            path=relpath,
+            line=1,
+            col=1,
+            hint="split the deepest expression (a very long chain of operators or brackets) into smaller parts",
+        ) from None
     except SyntaxError as exc:
         host = f"{sys.version_info[0]}.{sys.version_info[1]}"
         raise BuildError(
@@ -117,6 +126,8 @@ class _Scanner:
         self.assigns: dict[str, list[Expr]] = {}
         self.endpoint_vars: dict[str, dict[str, Any]] = {}
         self.endpoints: list[dict[str, Any]] = []
+        #: Module-level functions and classes (their last definition's line).
+        self.defs: dict[str, int] = {}
         self.unsupported: list[dict[str, Any]] = []
 
     # -- helpers ---------------------------------------------------------------
@@ -133,10 +144,13 @@ class _Scanner:
 
     def column(self, node: ast.AST) -> int:
         """1-based column in characters (ast counts UTF-8 bytes)."""
-        return len(self.lines[node.lineno - 1][: node.col_offset].decode("utf-8", "replace")) + 1
+        line: int = node.lineno  # type: ignore[attr-defined]
+        offset: int = node.col_offset  # type: ignore[attr-defined]
+        return len(self.lines[line - 1][:offset].decode("utf-8", "replace")) + 1
 
     def expr(self, node: ast.AST) -> Expr:
-        return {"src": self.segment(node), "line": node.lineno, "col": self.column(node)}
+        line: int = node.lineno  # type: ignore[attr-defined]
+        return {"src": self.segment(node), "line": line, "col": self.column(node)}
 
     def absolute_module(self, module: str | None, level: int) -> str:
         """Resolve ``from ..x import y`` against this file's package."""
@@ -199,6 +213,7 @@ class _Scanner:
             "assigns": self.assigns,
             "endpoint_vars": self.endpoint_vars,
             "endpoints": self.endpoints,
+            "defs": self.defs,
             "unsupported": self.unsupported,
         }
 
@@ -223,6 +238,7 @@ class _Scanner:
         elif isinstance(stmt, (ast.Assign, ast.AnnAssign)):
             self.assignment(stmt)
         elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            self.defs[stmt.name] = stmt.lineno
             self.definition(stmt)
         elif isinstance(stmt, ast.If):
             self.body(stmt.body)
