@@ -104,11 +104,14 @@ def write_file_list(config: BuildConfig, files: list[str], ignore_files: list[st
 
 def stage_action(config: BuildConfig, files: list[str]) -> None:
     from .stage import stage_sources
+    from .store import StageState, read_state
 
-    previous = read_json(config.paths.stage_json, {})
+    previous = read_state(config.paths.stage_json, StageState)
     config.paths.build.mkdir(parents=True, exist_ok=True)
-    record = stage_sources(config.app_dir, config.paths.build, files, previous, verify=config.verify)
-    write_json(config.paths.stage_json, record)
+    record = stage_sources(
+        config.app_dir, config.paths.build, files, previous.model_dump(mode="json") if previous else {}, verify=config.verify
+    )
+    write_json(config.paths.stage_json, StageState.model_validate(record).model_dump(mode="json"))
 
 
 def scan_action(config: BuildConfig, rel: str) -> None:
@@ -135,28 +138,27 @@ def _load_scan(config: BuildConfig, rel: str) -> dict[str, Any]:
 
 def manifest_action(config: BuildConfig, py_files: list[str]) -> None:
     from .manifest import BuildOptions, build_manifest
+    from .store import GroupsState, StageState, read_state
 
     scans = {rel: _load_scan(config, rel) for rel in py_files}
-    stage = read_json(config.paths.stage_json, {})
+    stage = read_state(config.paths.stage_json, StageState)
     epoch = source_date_epoch()
     import datetime
 
     generated_at = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     options = BuildOptions(project_name=config.project_name, python_version=config.python_version, generated_at=generated_at)
     result = build_manifest(scans, options, os.environ)
-    result.manifest.source_fingerprint = stage.get("fingerprint")
+    result.manifest.source_fingerprint = stage.fingerprint if stage is not None else None
     text = result.manifest.to_json()
     # .flash/flash_manifest.json is published by the archive task, next to the artifact it describes.
     write_text_atomic(config.paths.build_manifest, text)
-    write_json(
-        config.paths.groups_json,
-        {
-            "python_version": result.manifest.python_version,
-            "groups": result.groups,
-            # The manifest ships as it is, so its record lives here.
-            "manifest_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-        },
+    groups = GroupsState(
+        python_version=result.manifest.python_version,
+        groups=result.groups,
+        # The manifest ships as it is, so its record lives here.
+        manifest_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
     )
+    write_json(config.paths.groups_json, groups.model_dump(mode="json"))
     write_json(config.paths.env_json, result.env_used)
     write_json(config.paths.warnings_json, [w.render() for w in result.warnings])
 
@@ -180,17 +182,16 @@ def raise_error(error: FlashError) -> None:
 def handlers_action(config: BuildConfig) -> None:
     from .handlers import render_handlers, write_generated
     from .stage import remove_file
-
-    from .store import record_tree
+    from .store import HandlersState, read_state, record_tree
 
     manifest = json.loads(config.paths.build_manifest.read_text(encoding="utf-8"))
     files = render_handlers(manifest)
     write_generated(files, config.paths.build)
-    previous = read_json(config.paths.handlers_json, {"files": []})
-    for rel in set(previous.get("files", [])) - set(files):
+    previous = read_state(config.paths.handlers_json, HandlersState)
+    for rel in set(previous.files if previous else ()) - set(files):
         remove_file(config.paths.build / rel, config.paths.build)
-    tree = record_tree(config.paths.build, sorted(files))
-    write_json(config.paths.handlers_json, {"files": sorted(files), "copies": tree.model_dump(mode="json")})
+    state = HandlersState(files=sorted(files), copies=record_tree(config.paths.build, sorted(files)))
+    write_json(config.paths.handlers_json, state.model_dump(mode="json"))
 
 
 def archive_action(config: BuildConfig) -> None:
@@ -245,18 +246,12 @@ class TreeIntact:
         self.verify = verify
 
     def __call__(self, task: Any, values: Any) -> bool:
-        from pydantic import ValidationError
-
-        from .store import TreeRecord, tree_intact
+        from .store import HandlersState, StageState, read_state, tree_intact
 
         if self.verify:
             return False
-        data = read_json(self.record, {})
-        try:
-            tree = TreeRecord.model_validate(data.get("copies"))
-        except ValidationError:
-            return False
-        return tree_intact(self.build_dir, tree)
+        state = read_state(self.record, StageState if self.record.name == "stage.json" else HandlersState)
+        return state is not None and tree_intact(self.build_dir, state.copies)
 
 
 class ManifestIntact:
@@ -266,14 +261,16 @@ class ManifestIntact:
         self.paths = paths
 
     def __call__(self, task: Any, values: Any) -> bool:
-        groups = read_json(self.paths.groups_json, {})
-        if read_json(self.paths.env_json) is None or read_json(self.paths.warnings_json) is None:
+        from .store import GroupsState, read_state
+
+        groups = read_state(self.paths.groups_json, GroupsState)
+        if groups is None or read_json(self.paths.env_json) is None or read_json(self.paths.warnings_json) is None:
             return False
         try:
             data = self.paths.build_manifest.read_bytes()
         except OSError:
             return False
-        return bool(groups.get("manifest_sha256") == hashlib.sha256(data).hexdigest())
+        return groups.manifest_sha256 == hashlib.sha256(data).hexdigest()
 
 
 class LockMatches:
@@ -408,7 +405,10 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
     }
 
     def current_groups() -> dict[str, Any]:
-        return read_json(paths.groups_json, {"python_version": None, "groups": {}})
+        from .store import GroupsState, read_state
+
+        state = read_state(paths.groups_json, GroupsState)
+        return state.model_dump(mode="json") if state is not None else {"python_version": None, "groups": {}}
 
     def failing(error: FlashError) -> dict[str, Any]:
         return {"name": "requirements", "actions": [(guarded(raise_error), [error])], "verbosity": 0}

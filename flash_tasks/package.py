@@ -26,15 +26,33 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from pydantic import Field
+
 from .config import BuildConfig
 from .errors import BuildError
-from .stage import read_json, write_bytes_atomic
-from .store import Blob, BlobRecord, Record, Stamp, TreeRecord, check_file, content_hash, load, read_record, save, tree_intact
+from .stage import write_bytes_atomic
+from .store import (
+    Blob,
+    BlobRecord,
+    GroupsState,
+    HandlersState,
+    Record,
+    StageState,
+    Stamp,
+    TreeRecord,
+    check_file,
+    content_hash,
+    load,
+    read_record,
+    read_state,
+    save,
+    tree_intact,
+)
 
 SEGMENT_FORMAT = 3
 #: Distributions bigger than this are split into chunks compressed in parallel.
@@ -118,8 +136,10 @@ def _fresh_files(config: BuildConfig) -> list[str]:
     from .deps.sdk import sdk_record_path
 
     paths = config.paths
-    files: set[str] = set(read_json(paths.stage_json, {}).get("files", {}))
-    files.update(read_json(paths.handlers_json, {}).get("files", []))
+    stage = read_state(paths.stage_json, StageState)
+    handlers = read_state(paths.handlers_json, HandlersState)
+    files: set[str] = set(stage.files if stage else ())
+    files.update(handlers.files if handlers else ())
     files.add(paths.build_manifest.relative_to(paths.build).as_posix())
     sdk = load(TreeRecord, sdk_record_path(config))
     files.update(sdk.files if sdk is not None else _walk_files(paths.build, SDK_PACKAGE))
@@ -133,7 +153,6 @@ def _ensure_fresh(config: BuildConfig) -> None:
     them later in the same build (a distribution that installs a file of the
     same name is refused, but only after it was written).
     """
-    from pydantic import ValidationError
 
     from .deps.sdk import bundle_sdk, sdk_record_path
     from .deps.tasks import settings_for
@@ -142,19 +161,17 @@ def _ensure_fresh(config: BuildConfig) -> None:
     paths = config.paths
     if not tree_intact(paths.build, load(TreeRecord, sdk_record_path(config))):
         REPAIRS.append("the SDK copy in .flash/.build was changed: copied again")
-        python = read_json(paths.groups_json, {}).get("python_version")
+        groups = read_state(paths.groups_json, GroupsState)
+        python = groups.python_version if groups else None
         bundle_sdk(config, settings_for(config, python))
-    for record_path, restore in ((paths.stage_json, "stage"), (paths.handlers_json, "handlers")):
-        data = read_json(record_path, {})
-        try:
-            tree = TreeRecord.model_validate(data.get("copies"))
-        except ValidationError:
-            tree = None
-        if tree_intact(paths.build, tree):
+    stage = read_state(paths.stage_json, StageState)
+    handlers = read_state(paths.handlers_json, HandlersState)
+    for state, restore in ((stage, "stage"), (handlers, "handlers")):
+        if state is not None and tree_intact(paths.build, state.copies):
             continue
         REPAIRS.append(f"files written by the {restore} task in .flash/.build were changed: restored")
         if restore == "stage":
-            stage_action(config, sorted(data.get("files", {})))
+            stage_action(config, sorted(stage.files if stage else ()))
         else:
             handlers_action(config)
 
@@ -173,7 +190,7 @@ class DistSegments:
 class SegmentIndex(Record):
     """The record of every cached segment: its digest, size and stamp when written."""
 
-    segments: dict[str, BlobRecord] = {}
+    segments: dict[str, BlobRecord] = Field(default_factory=dict)
 
 
 class ArtifactRecord(Record):

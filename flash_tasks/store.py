@@ -18,7 +18,7 @@ import stat
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 SCHEMA = 1
 HASH_CHUNK = 1 << 20
@@ -198,7 +198,7 @@ def inside(build_dir: Path, relative: str) -> Path | None:
 class TreeRecord(Record):
     """Files a task wrote into the build folder, each with its record."""
 
-    files: dict[str, BlobRecord] = {}
+    files: dict[str, BlobRecord] = Field(default_factory=dict)
 
 
 def record_tree(root: Path, rels: list[str]) -> TreeRecord:
@@ -223,3 +223,50 @@ def tree_intact(root: Path, tree: TreeRecord | None, *, verify: bool = False) ->
         elif Stamp.of(path) != record.stamp:
             return False
     return True
+
+
+# -- the phases' state files ---------------------------------------------------------------
+# Written with ``stage.write_json`` (a digest of the content travels with it) and read back
+# through these models: anything else in their place is absent, and its task runs again.
+
+
+class StageState(BaseModel):
+    """``stage.json``: each shipped file's source stamp, the copies in ``.build``, the fingerprint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    files: dict[str, list[int]]
+    fingerprint: str
+    copies: TreeRecord
+
+
+class HandlersState(BaseModel):
+    """``handlers.json``: the generated files and their records."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    files: list[str]
+    copies: TreeRecord
+
+
+class GroupsState(BaseModel):
+    """``groups.json``: the resource groups' requirements, the worker Python, the manifest's digest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    python_version: str | None
+    groups: dict[str, list[dict[str, str]]]
+    manifest_sha256: str
+
+
+def read_state(path: Path, model: type[M]) -> M | None:
+    """A phase's state file as ``model``, or None when missing, damaged or of another shape."""
+    from .stage import read_json
+
+    data = read_json(path)
+    if data is None:
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        return None

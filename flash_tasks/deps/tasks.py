@@ -46,9 +46,11 @@ class LockPlan:
     """Each group's requirements, the files they came from, and the settings."""
 
     def __init__(self, config: BuildConfig) -> None:
+        from ..store import GroupsState, read_state
         from .requirements import collect_app_requirements, plan_groups
 
-        info = read_json(config.paths.groups_json, {"python_version": None, "groups": {}})
+        state = read_state(config.paths.groups_json, GroupsState)
+        info = state.model_dump(mode="json") if state is not None else {"python_version": None, "groups": {}}
         self.python_version: str | None = info["python_version"]
         self.settings = settings_for(config, self.python_version)
         app = collect_app_requirements(config.app_dir, project_dependencies=config.project_dependencies)
@@ -119,9 +121,9 @@ def lock_group_action(config: BuildConfig, group: str) -> None:
 
 def install_action(config: BuildConfig, groups: list[str]) -> None:
     from .installer import check_overlaps, install
-    from .settings import normalize_name
     from .locks import combine_locks
     from .sdk import bundle_sdk
+    from .settings import normalize_name
 
     plan = LockPlan(config)
     lay = layout(config)
@@ -138,7 +140,10 @@ def install_action(config: BuildConfig, groups: list[str]) -> None:
         verify=config.verify,
         requested=requested,
     )
-    staged = read_json(config.paths.stage_json, {}).get("files", {})
+    from ..store import StageState, read_state
+
+    stage = read_state(config.paths.stage_json, StageState)
+    staged = list(stage.files) if stage is not None else []
     check_overlaps(config.paths.build, result.state, [*staged, "runpod_flash/__init__.py"])
     bundle_sdk(config, plan.settings)
     write_json(
@@ -161,4 +166,7 @@ def reinstall(config: BuildConfig, name: str) -> None:
     dist = state.distributions.get(name) if state is not None else None
     if dist is not None:
         _remove_distribution(config.paths.build.resolve(), config.paths.build.resolve() / dist.dist_info)
-    install_action(config, sorted(read_json(config.paths.groups_json, {}).get("groups", {})))
+    from ..store import GroupsState, read_state
+
+    groups = read_state(config.paths.groups_json, GroupsState)
+    install_action(config, sorted(groups.groups) if groups is not None else [])
