@@ -353,6 +353,11 @@ def route(argv: Sequence[str]) -> list[str] | None:
     before, command, rest = split_command(argv)
     if any(a in ("-h", "--help", "-v", "--version") for a in before):
         return None
+    ours = _option_strings(make_parser())
+    for arg in before:  # a mistyped option of flash itself, e.g. 'flash --colour never build'
+        name = arg.split("=", 1)[0]
+        if name.startswith("-") and name not in ours and _close(name, ours) is not None:
+            raise unknown_arguments(make_parser(), None, [arg])
     if command is not None:
         if command in OUR_COMMANDS:
             return None
@@ -363,7 +368,6 @@ def route(argv: Sequence[str]) -> list[str] | None:
             # either (it has its own "did you mean").
             return [command, *rest]
         raise unknown_command(command)
-    ours = set(_option_strings(make_parser()))
     if any(a.startswith("-") and a.split("=", 1)[0] not in ours for a in before) and find_target() is not None:
         return list(before)  # e.g. runpod-flash's --install-completion
     return None

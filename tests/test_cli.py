@@ -413,7 +413,7 @@ def test_init_refuses_to_overwrite_without_force(tmp_path: Path, capsys: pytest.
     assert code == 2 and out == ""
     assert "settings.py" in err and "--force" in err
     assert (target / "settings.py").read_text() == "MINE = 1\n" and not (target / "workers").exists()
-    code, out, _ = run(capsys, "init", str(target), "--force", "--color", "never")
+    code, out, _ = run(capsys, "init", str(target), "-f", "--color", "never")
     assert code == 0 and "1 overwritten" in out
     assert (target / "settings.py").read_bytes() == (TEMPLATE / "settings.py").read_bytes()
     assert (target / "notes.txt").read_text() == "keep me\n"
@@ -470,6 +470,106 @@ def test_version_help_and_usage_errors(capsys: pytest.CaptureFixture[str], monke
     assert "--top must be 0 (all) or more" in capsys.readouterr().err
     assert main(["build", "--watch", "--json"]) == 2
     assert "cannot be combined" in ErrorResult.model_validate_json(capsys.readouterr().out).error.message
+
+
+def test_global_options_go_before_or_after_the_command(app: Path, flags: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    no_colour = [f for f in flags if f not in ("--color", "never")]
+    code, out, err = run(capsys, "-q", "--color", "never", "build", *no_colour)
+    assert code == 0 and out == "" and err == ""
+    assert (app / ".flash" / "artifact.tar.gz").is_file()
+    code, out, _ = run(capsys, "build", *no_colour, "-q")
+    assert code == 0 and out == ""
+    code, out, _ = run(capsys, "--color", "always", "build", *no_colour)
+    assert code == 0 and "\x1b[" in out
+    code, out, _ = run(capsys, "build", *no_colour, "--color", "never")
+    assert code == 0 and "Up to date" in out and "\x1b[" not in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["build", "--wacth"], "error: unknown option --wacth for 'flash build'\n  hint: did you mean --watch? see 'flash build --help'\n"),
+        (["inspect", "--jsno"], "error: unknown option --jsno for 'flash inspect'\n  hint: did you mean --json? see 'flash inspect --help'\n"),
+        (["init", "--froce"], "error: unknown option --froce for 'flash init'\n  hint: did you mean --force? see 'flash init --help'\n"),
+        (["clean", "--kep-locks=1"], "error: unknown option --kep-locks for 'flash clean'\n  hint: did you mean --keep-locks? see 'flash clean --help'\n"),
+        (["--colour", "never", "build"], "error: unknown option --colour for 'flash'\n  hint: did you mean --color? see 'flash --help'\n"),
+        (["build", "--colour", "never"], "error: unknown option --colour for 'flash build'\n  hint: did you mean --color? see 'flash build --help'\n"),
+        (["biuld"], "error: unknown command 'biuld'\n  hint: did you mean 'flash build'? see 'flash build --help'\n"),
+    ],
+)
+def test_a_typo_gets_a_did_you_mean_pointing_at_that_commands_help(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, *argv, "--color", "never")
+    assert (code, out, err) == (2, "", expected)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["build", "--python-version"],
+        ["build", "--python-version", "2.7"],
+        ["inspect", "--top", "many"],
+        ["--color", "purple", "build"],
+        ["build", "stray"],
+        ["init", "a", "b"],
+        ["clean", "-C"],
+        ["build", "-o", "../escape.tar.gz"],
+    ],
+)
+def test_usage_errors_exit_2_with_one_message_and_no_traceback(argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "flash_tasks", *argv], check=False, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == "" and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("error:") == 1
+    assert not (tmp_path / ".flash").exists()
+
+
+def test_inspect_opens_the_artifact_of_the_last_build(app: Path, flags: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "build", *flags)
+    assert code == 0, err
+    code, _, err = run(capsys, "build", *flags, "-o", "custom.tar.gz")
+    assert code == 0, err
+    code, out, err = run(capsys, "inspect", "--color", "never")
+    assert code == 0, err
+    assert out.startswith(".flash/custom.tar.gz: "), out
+
+    def inspected(out: str) -> Path:
+        return Path(InspectResult.model_validate_json(out).artifact.path).resolve()
+
+    code, out, _ = run(capsys, "inspect", "--json", "-C", str(app))
+    assert inspected(out) == app / ".flash" / "custom.tar.gz"
+    code, out, _ = run(capsys, "inspect", "--json", str(app))  # a folder: its last build's artifact too
+    assert inspected(out) == app / ".flash" / "custom.tar.gz"
+    # A failed build does not change which artifact was last built.
+    (app / "workers" / "text.py").write_text("def broken(:\n")
+    assert run(capsys, "build", *flags)[0] == 1
+    code, out, _ = run(capsys, "inspect", "--json")
+    assert inspected(out) == app / ".flash" / "custom.tar.gz"
+    # Once that artifact is gone, the default name is the fallback.
+    (app / ".flash" / "custom.tar.gz").unlink()
+    code, out, _ = run(capsys, "inspect", "--json")
+    assert inspected(out) == app / ".flash" / "artifact.tar.gz"
+
+
+def test_an_empty_folder_or_one_without_endpoints_suggests_init(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "build", "--no-index", "--color", "never")
+    assert (code, out) == (1, "")
+    assert err == (
+        "error: no Python files in this folder: nothing to build\n"
+        "  hint: to start from a working app, run 'flash init' in an empty folder (or 'flash init NEW_DIR')\n"
+    )
+    assert not (tmp_path / ".flash").exists()
+    code, out, _ = run(capsys, "build", "--json", "--no-index")
+    assert code == 1 and "flash init" in (ErrorResult.model_validate_json(out).error.hint or "")
+
+    (tmp_path / "plain.py").write_text("VALUE = 1\n")
+    code, _, err = run(capsys, "build", "--no-index", "--color", "never")
+    assert code == 1 and "error: no endpoints found" in err
+    assert err.rstrip().endswith("Or to start from a working app, run 'flash init' in an empty folder (or 'flash init NEW_DIR').")
 
 
 def test_sizes_are_human() -> None:
