@@ -37,6 +37,7 @@ examples:
   flash build --no-deps                install only direct dependencies
   flash build -o my-app.tar.gz         name the artifact (inside .flash/)
   flash build --exclude transformers   leave a large package out (torch & co. always are)
+  flash build --include torchvision    keep one of those always left out
   flash build --python-version 3.11    target Python 3.11 workers
 
 exit codes: 0 built, 1 a problem in the app, 2 usage error, 3 dependency
@@ -155,6 +156,13 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--no-deps", action="store_true", help="install only direct dependencies, not what they depend on")
     build.add_argument("-o", "--output", default="artifact.tar.gz", metavar="NAME", help="artifact file name inside .flash/ (default: artifact.tar.gz)")
     build.add_argument("--exclude", default="", metavar="A,B", help="comma-separated packages to leave out (torch, torchvision, torchaudio, triton always are)")
+    build.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="A,B",
+        help="keep always-excluded packages (e.g. torchvision for an image that lacks it); also [tool.flash-tasks] include = [...]",
+    )
     build.add_argument("--python-version", default=None, metavar="X.Y", help="worker Python: 3.10, 3.11 or 3.12 (default: 3.12)")
     build.add_argument("--upgrade", action="store_true", help="resolve dependencies again instead of reusing the locks")
     build.add_argument(
@@ -213,6 +221,7 @@ def _build_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         no_deps=args.no_deps,
         output=args.output,
         exclude=tuple(args.exclude.split(",")) if args.exclude else (),
+        include=tuple(name for value in args.include for name in value.split(",")),
         python_version=args.python_version,
         upgrade=args.upgrade,
         index_url=args.index_url,

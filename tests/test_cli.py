@@ -572,6 +572,78 @@ def test_an_empty_folder_or_one_without_endpoints_suggests_init(tmp_path: Path, 
     assert err.rstrip().endswith("Or to start from a working app, run 'flash init' in an empty folder (or 'flash init NEW_DIR').")
 
 
+# -- always-excluded packages: --include and the CPU image -----------------------------------------
+
+
+CPU_AND_GPU = {
+    "cpu_direct.py": (
+        "from runpod_flash import CpuInstanceType, Endpoint\n\n\n"
+        '@Endpoint(name="cpu-direct", cpu=CpuInstanceType.CPU3C_1_2, dependencies=["torch"])\n'
+        "async def direct(x: dict) -> dict:\n    return x\n"
+    ),
+    "cpu_indirect.py": (
+        "from runpod_flash import CpuInstanceType, Endpoint\n\n\n"
+        '@Endpoint(name="cpu-indirect", cpu=CpuInstanceType.CPU3C_1_2, dependencies=["usestorch"])\n'
+        "async def indirect(x: dict) -> dict:\n    return x\n"
+    ),
+    "gpu.py": (
+        "from runpod_flash import Endpoint, GpuGroup\n\n\n"
+        '@Endpoint(name="gpu", gpu=GpuGroup.ADA_24, dependencies=["torch"])\n'
+        "async def gpu(x: dict) -> dict:\n    return x\n"
+    ),
+}
+
+
+def test_an_excluded_package_a_cpu_endpoint_needs_is_a_warning_naming_the_cpu_image(
+    tmp_path: Path, index_args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, text in CPU_AND_GPU.items():
+        (tmp_path / name).write_text(text)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "build", *index_args, "--color", "never")
+    assert code == 0, err
+    assert err == (
+        "cpu_direct.py:4: warning: torch is left out of the artifact (always excluded: GPU images provide it), "
+        "but the CPU endpoints cpu-direct, cpu-indirect (usestorch needs it) will not find it: the CPU image does not provide it\n"
+        '  hint: keep it with --include torch, or in pyproject.toml: [tool.flash-tasks] include = ["torch"]\n'
+    )
+    code, out, _ = run(capsys, "build", *index_args, "--json")
+    assert code == 0 and any("CPU image does not provide it" in w for w in BuildResult.model_validate_json(out).warnings)
+
+    # Only GPU endpoints ask for it: GPU images provide it, nothing to say.
+    (tmp_path / "cpu_direct.py").unlink()
+    (tmp_path / "cpu_indirect.py").unlink()
+    code, _, err = run(capsys, "build", *index_args, "--color", "never")
+    assert code == 0 and err == ""
+
+
+def test_include_names_only_always_excluded_packages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from flash_tasks.config import BuildConfig
+
+    config = BuildConfig(app_dir=tmp_path, include=("TorchVision", " triton "))
+    assert config.include == ("torchvision", "triton")
+    assert config.excluded == ("torch", "torchaudio")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n\n[tool.flash-tasks]\ninclude = ["torchaudio"]\n')
+    assert BuildConfig(app_dir=tmp_path, include=("triton",)).include == ("torchaudio", "triton")
+    assert BuildConfig(app_dir=tmp_path).excluded == ("torch", "torchvision", "triton")
+
+    code, out, err = run(capsys, "build", "-C", str(tmp_path), "--include", "numpy", "--color", "never")
+    assert (code, out) == (2, "")
+    assert err.startswith("error: --include numpy: only always-excluded packages can be included (torch, torchvision, torchaudio, triton)\n")
+    (tmp_path / "pyproject.toml").write_text('[tool.flash-tasks]\ninclude = "torch"\n')
+    code, _, err = run(capsys, "build", "-C", str(tmp_path), "--color", "never")
+    assert code == 2 and err.startswith(f"{tmp_path / 'pyproject.toml'}: error: [tool.flash-tasks] include must be a list of package names\n")
+
+
+@pytest.mark.xfail(strict=True, reason="the dependency phase (deps_glue.settings_for / DepsSettings) does not pass BuildConfig.include on yet")
+def test_include_keeps_an_always_excluded_package(tmp_path: Path, index_args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "gpu.py").write_text(CPU_AND_GPU["gpu.py"])
+    code, _, err = run(capsys, "build", "-C", str(tmp_path), *index_args, "--include", "torch", "--color", "never")
+    assert code == 0, err
+    code, out, _ = run(capsys, "inspect", "--json", "-C", str(tmp_path))
+    assert "torch 2.9.0" in {e.distribution for e in InspectResult.model_validate_json(out).entries}
+
+
 def test_sizes_are_human() -> None:
     assert [format_size(n) for n in (0, 999, 1024, 1536, 10 * 1024**2, 1500 * 1024**2)] == [
         "0 B", "999 B", "1.0 KiB", "1.5 KiB", "10.0 MiB", "1.5 GiB",

@@ -341,10 +341,21 @@ INIT_HINT = "to start from a working app, run 'flash init' in an empty folder (o
 
 
 def record_last_build(config: BuildConfig) -> None:
-    """Remember which artifact this build wrote (``-o`` may have renamed it)."""
-    from ..stage import write_json
+    """Remember which artifact this build wrote (``-o`` may have renamed it).
 
-    write_json(config.paths.flash / LAST_BUILD, {"artifact": config.output})
+    Written after the build lock is released, so concurrent builds each use a
+    temporary file of their own; the record is a convenience, a failure to
+    write it does not fail the build.
+    """
+    import json
+
+    path = config.paths.flash / LAST_BUILD
+    tmp = path.with_name(f".{LAST_BUILD}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps({"artifact": config.output}) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 def last_artifact(app_dir: Path) -> Path | None:
@@ -369,6 +380,21 @@ def check_not_empty(config: BuildConfig) -> None:
         raise BuildError(f"no Python files in {'this folder' if where == '.' else where}: nothing to build", hint=INIT_HINT)
 
 
+def check_include_supported(config: BuildConfig) -> None:
+    """``--include`` only means something when the dependency phase's settings honour it."""
+    if not config.include:
+        return
+    from ..deps_glue import settings_for
+    from ..errors import UsageError
+
+    still = sorted(set(config.include) & set(settings_for(config, None).excluded()))
+    if still:
+        raise UsageError(
+            f"--include {','.join(still)}: this installation's dependency phase does not support keeping always-excluded packages yet",
+            hint="build without --include (and without [tool.flash-tasks] include) for now",
+        )
+
+
 def _with_init_hint(exc: FlashError) -> FlashError:
     from ..manifest import NO_ENDPOINTS_HINT
 
@@ -380,6 +406,7 @@ def _with_init_hint(exc: FlashError) -> FlashError:
 def build_once(config: BuildConfig, options: BuildOptions, out: IO[str], err: IO[str]) -> int:
     """One build with full output; returns the exit code (FlashErrors propagate unless --json)."""
     try:
+        check_include_supported(config)
         check_not_empty(config)
     except FlashError as exc:
         if options.json:
