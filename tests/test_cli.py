@@ -404,6 +404,66 @@ def test_init_build_inspect_clean(tmp_path: Path, flags: list[str], capsys: pyte
     assert run(capsys, "clean", "--color", "never")[1] == "Nothing to clean: no .flash/ in .\n"
 
 
+EXAMPLE = REPO / "examples" / "flash-tasks-only"
+
+
+def test_the_flash_tasks_only_example_builds(tmp_path: Path, flags: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    make_wheel(tmp_path / "numpy-wheel", "numpy", "2.0.0")
+    app = tmp_path / "flash-tasks-only"
+    shutil.copytree(EXAMPLE, app, ignore=shutil.ignore_patterns(".flash", "__pycache__"))
+    code, _, err = run(capsys, "build", "-C", str(app), *flags, "--find-links", str(tmp_path / "numpy-wheel"))
+    assert code == 0, err
+    import json
+
+    resources = json.loads((app / ".flash" / "flash_manifest.json").read_text())["resources"]
+    assert sorted(resources) == ["api", "scorer"]
+    assert resources["api"]["makes_remote_calls"] is True and resources["scorer"]["makes_remote_calls"] is False
+
+
+def _reference_build(python: Path, app: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASH_")}
+    env["FLASH_NO_UPDATE_CHECK"] = "1"
+    return subprocess.run(
+        [str(python), "-m", "runpod_flash.cli.main", "build", "--no-deps"],
+        cwd=app, env=env, check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
+    )
+
+
+@pytest.mark.network
+@pytest.mark.reference
+@pytest.mark.slow
+def test_the_starter_app_builds_with_runpod_flash_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``flash init``'s app: runpod-flash 1.21.0 builds it, to the same manifest as ours."""
+    import json
+
+    from support.reference import require_reference
+
+    python = require_reference()
+    manifests = []
+    for tool in ("reference", "ours"):
+        app = tmp_path / tool / "starter"
+        assert run(capsys, "init", str(app), "-q")[0] == 0
+        if tool == "reference":
+            proc = _reference_build(python, app)
+            assert proc.returncode == 0, proc.stdout
+        else:
+            code, _, err = run(capsys, "build", "-C", str(app), "--no-deps", "-q")
+            assert code == 0, err
+        manifest = json.loads((app / ".flash" / "flash_manifest.json").read_text())
+        for volatile in ("generated_at", "source_fingerprint"):
+            manifest.pop(volatile, None)
+        manifests.append(manifest)
+    assert manifests[0] == manifests[1]
+    assert manifests[0]["resources"]["api"]["makes_remote_calls"] is True
+
+    # The example is there for what only flash-tasks builds: runpod-flash refuses it.
+    example = tmp_path / "example"
+    shutil.copytree(EXAMPLE, example, ignore=shutil.ignore_patterns(".flash", "__pycache__"))
+    proc = _reference_build(python, example)
+    assert proc.returncode != 0
+    assert "No module named 'numpy'" in proc.stdout or "defined in multiple files" in proc.stdout, proc.stdout
+
+
 def test_init_refuses_to_overwrite_without_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "app"
     target.mkdir()
