@@ -422,8 +422,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             out.write(dump(error_result({"kind": "internal", "code": 1, "message": f"internal error: {exc!r}"})) + "\n")
         raise
     # Outside the handlers above: runpod-flash's output, errors, Ctrl-C and exit code are its own.
-    from .forward import forward
+    from .forward import find_target, forward
 
+    if forwarded and forwarded[0] == "deploy":
+        from .commands.deploy import deploy
+
+        return deploy(forwarded, find_target())
     return forward(forwarded)
 
 

@@ -36,7 +36,7 @@ GUARD = "FLASH_TASKS_FORWARDED"
 #: ``flash --help`` and for the message when runpod-flash is missing. Commands
 #: not listed here are forwarded too when runpod-flash is installed.
 THEIR_COMMANDS: dict[str, str] = {
-    "deploy": "build and deploy the app to Runpod",
+    "deploy": "build with flash-tasks, then upload and deploy to Runpod",
     "dev": "run the app locally for development",
     "login": "save a Runpod API key",
     "env": "list, create, inspect or delete deployment environments",

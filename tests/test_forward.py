@@ -85,16 +85,16 @@ def report(proc: subprocess.CompletedProcess[str]) -> dict[str, object]:
 
 
 def test_a_command_we_do_not_implement_runs_runpod_flash_with_its_arguments_and_exit_code(fake_env: dict[str, str]) -> None:
-    proc = flash("deploy", "--env", "staging", "-v", "--", "--color", "x", env={**fake_env, "FAKE_EXIT": "7"})
+    proc = flash("undeploy", "--env", "staging", "-v", "--", "--color", "x", env={**fake_env, "FAKE_EXIT": "7"})
     assert proc.returncode == 7, proc.stderr
     got = report(proc)
-    assert got["argv"] == ["flash", "deploy", "--env", "staging", "-v", "--", "--color", "x"]
+    assert got["argv"] == ["flash", "undeploy", "--env", "staging", "-v", "--", "--color", "x"]
     assert got["prefix"] == sys.prefix  # in this process, this environment
     assert got["sigint_default"] is True and got["stdout_is_fd_1"] is True
     assert proc.stderr == ""
 
 
-@pytest.mark.parametrize("command", ["dev", "login", "env", "app", "undeploy", "update", "run"])
+@pytest.mark.parametrize("command", ["deploy", "dev", "login", "env", "app", "undeploy", "update", "run"])
 def test_each_runpod_flash_command_is_forwarded(fake_env: dict[str, str], command: str) -> None:
     proc = flash(command, "list", env=fake_env)
     assert proc.returncode == 0, proc.stderr
@@ -234,19 +234,9 @@ def test_the_guard_stops_a_loop_between_environments(env: dict[str, str]) -> Non
 @pytest.mark.reference
 @pytest.mark.slow
 def test_real_runpod_flash_and_flash_tasks_in_one_environment(tmp_path: Path, env: dict[str, str]) -> None:
-    from uv import find_uv_bin
+    from support.both import both_python
 
-    uv = find_uv_bin()
-    root = tmp_path / "both"
-    made = subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(root)], check=False, capture_output=True, text=True)
-    assert made.returncode == 0, made.stderr
-    python = root / "bin" / "python"
-    installed = subprocess.run(
-        [uv, "pip", "install", "-q", "--python", str(python), "runpod-flash==1.21.0", str(REPO)],
-        check=False, capture_output=True, text=True, timeout=900,
-    )
-    if installed.returncode != 0:
-        pytest.skip(f"cannot install runpod-flash 1.21.0: {installed.stderr.strip().splitlines()[-1:]}")
+    python = both_python(tmp_path / "both")
     real_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
