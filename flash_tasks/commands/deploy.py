@@ -9,7 +9,9 @@ what changed plus the upload.
 
 Two things are kept from runpod-flash's build: the artifact bundles the
 runpod-flash installed here (unless the app pins ``[tool.flash-tasks]
-runpod-flash-version``), and ``--app`` names the app to deploy to. Its deploy
+runpod-flash-version``), and ``--app`` names the app to deploy to (the
+manifest's ``project_name`` stays the folder's name, where runpod-flash's
+build would write the ``--app`` name; a note says so). Its deploy
 deletes ``.flash/.build`` when it is done; that folder is flash-tasks' build
 tree, kept so the next build stays incremental.
 
@@ -63,6 +65,10 @@ def flash_tasks_build(sdk_version: str) -> Callable[..., Path]:
                 python_version=python_version,
                 runpod_flash_version=_pyproject_sdk_version(Path(project_dir)) or sdk_version,
             )
+            if app_name != config.project_name:
+                sys.stderr.write(
+                    f"note: deploying to app {app_name!r}; the manifest's project_name stays {config.project_name!r} (the folder's name)\n"
+                )
             build_once(config, BuildOptions(), sys.stdout, sys.stderr)
         except FlashError as exc:
             sys.stderr.write(render_error(exc, Console.create(sys.stderr, "auto")) + "\n")
