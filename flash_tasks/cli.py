@@ -128,14 +128,32 @@ def top_epilog() -> str:
     return "\n".join(lines)
 
 
+class _TopParser(_Parser):
+    """The ``flash`` parser: its epilog (runpod-flash's commands) is worked out only when shown."""
+
+    def format_help(self) -> str:
+        self.epilog = top_epilog()
+        return super().format_help()
+
+
+class _VersionAction(argparse.Action):
+    """``-v``/``--version``: looks for runpod-flash only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object, option_string: str | None = None) -> None:
+        sys.stdout.write(version_text() + "\n")
+        parser.exit()
+
+
 def make_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = _TopParser(
         prog="flash",
         description="Build Runpod Flash apps into deployable artifacts, incrementally (flash-tasks).",
-        epilog=top_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-v", "--version", action="version", version=version_text(), help="print the version and exit")
+    parser.add_argument("-v", "--version", action=_VersionAction)
     _global_options(parser, None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, title="flash-tasks commands")
 
@@ -351,39 +369,40 @@ def unknown_arguments(parser: argparse.ArgumentParser, command: str | None, extr
     return UsageError(f"unexpected argument{'s' if len(extras) > 1 else ''} for '{where}': {' '.join(extras)}", hint=f"see '{where} --help'")
 
 
-def route(argv: Sequence[str]) -> list[str] | None:
-    """The arguments to hand to runpod-flash when ``argv`` is not for flash-tasks, else None.
+def route(argv: Sequence[str], parser: argparse.ArgumentParser) -> tuple[str | None, list[str]] | None:
+    """(the command, the arguments) to hand to runpod-flash when ``argv`` is not for flash-tasks, else None.
 
+    Options before the command that are not flash-tasks' own go along (e.g.
+    runpod-flash's ``--install-completion``); flash-tasks' own stay behind.
     Raises ``UsageError`` for an unknown command: one close to a flash-tasks
     command, or any when runpod-flash is not installed.
     """
-    from .forward import THEIR_COMMANDS, find_target
-
     before, command, rest = split_command(argv)
     if any(a in ("-h", "--help", "-v", "--version") for a in before):
         return None
-    ours = _option_strings(make_parser())
-    for arg in before:  # a mistyped option of flash itself, e.g. 'flash --colour never build'
-        name = arg.split("=", 1)[0]
-        if name.startswith("-") and name not in ours and _close(name, ours) is not None:
-            raise unknown_arguments(make_parser(), None, [arg])
+    ours = _option_strings(parser)
+    foreign = [a for a in before if a.startswith("-") and a.split("=", 1)[0] not in ours]
+    for arg in foreign:  # a mistyped option of flash itself, e.g. 'flash --colour never build'
+        if _close(arg.split("=", 1)[0], ours) is not None:
+            raise unknown_arguments(parser, None, [arg])
+    if command in OUR_COMMANDS or (command is None and not foreign):
+        return None
+    from .forward import THEIR_COMMANDS, find_target
+
     if command is not None:
-        if command in OUR_COMMANDS:
-            return None
         if command in THEIR_COMMANDS:
-            return [command, *rest]
+            return command, [*foreign, command, *rest]
         if find_target() is not None and _close(command, OUR_COMMANDS) is None:
             # A newer runpod-flash's command, or a typo of one of its commands: its CLI answers
             # either (it has its own "did you mean").
-            return [command, *rest]
+            return command, [*foreign, command, *rest]
         raise unknown_command(command)
-    if any(a.startswith("-") and a.split("=", 1)[0] not in ours for a in before) and find_target() is not None:
-        return list(before)  # e.g. runpod-flash's --install-completion
+    if find_target() is not None:
+        return None, foreign
     return None
 
 
-def _dispatch(argv: list[str], out: IO[str], err: IO[str]) -> int:
-    parser = make_parser()
+def _dispatch(argv: list[str], parser: argparse.ArgumentParser, out: IO[str], err: IO[str]) -> int:
     args, extras = parser.parse_known_args(argv)
     if extras:
         raise unknown_arguments(parser, args.command, extras)
@@ -401,9 +420,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     json_mode = "--json" in argv
     color = _color_from_argv(argv)
     try:
-        forwarded = route(argv)
+        parser = make_parser()
+        forwarded = route(argv, parser)
         if forwarded is None:
-            return _dispatch(argv, out, err)
+            return _dispatch(argv, parser, out, err)
     except FlashError as exc:
         return _report(exc, out, err, json_mode=json_mode, color=color, verbose=verbose)
     except KeyboardInterrupt:
@@ -424,11 +444,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Outside the handlers above: runpod-flash's output, errors, Ctrl-C and exit code are its own.
     from .forward import find_target, forward
 
-    if forwarded and forwarded[0] == "deploy":
+    command, arguments = forwarded
+    if command == "deploy":
         from .commands.deploy import deploy
 
-        return deploy(forwarded, find_target())
-    return forward(forwarded)
+        return deploy(arguments, find_target())
+    return forward(arguments)
 
 
 def _report(exc: FlashError, out: IO[str], err: IO[str], *, json_mode: bool, color: str, verbose: bool) -> int:

@@ -23,8 +23,11 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # importlib.metadata costs tens of milliseconds: only imported when needed
+    from importlib import metadata
 
 DISTRIBUTION = "runpod-flash"
 SCRIPT = "flash"
@@ -90,6 +93,8 @@ def _entry_point(dist: metadata.Distribution) -> metadata.EntryPoint | None:
 
 def local_target() -> InProcess | None:
     """runpod-flash's ``flash`` entry point in this environment, if installed."""
+    from importlib import metadata
+
     try:
         dist = metadata.distribution(DISTRIBUTION)
     except metadata.PackageNotFoundError:

@@ -107,6 +107,16 @@ def test_options_of_flash_itself_before_the_command_are_not_passed_on(fake_env: 
     assert report(proc)["argv"] == ["flash", "env", "list", "--app", "demo"]
 
 
+def test_runpod_flash_options_before_any_command_go_to_runpod_flash(fake_env: dict[str, str], env: dict[str, str]) -> None:
+    proc = flash("--install-completion", env=fake_env)
+    assert proc.returncode == 0, proc.stderr
+    assert report(proc)["argv"] == ["flash", "--install-completion"]
+    proc = flash("-q", "--show-completion", "app", "list", env=fake_env)
+    assert report(proc)["argv"] == ["flash", "--show-completion", "app", "list"]
+    proc = flash("--install-completion", env=env)  # no runpod-flash: an unknown option of flash
+    assert proc.returncode == 2 and "unknown option --install-completion for 'flash'" in proc.stderr
+
+
 def test_a_newer_runpod_flash_command_is_forwarded_but_a_typo_is_not(fake_env: dict[str, str]) -> None:
     proc = flash("logs", "--follow", env=fake_env)
     assert proc.returncode == 0, proc.stderr
