@@ -54,6 +54,8 @@ _BOOTSTRAP = (
     "import sys\n"
     "from importlib import metadata\n"
     f"eps = [e for e in metadata.distribution({DISTRIBUTION!r}).entry_points if e.group == 'console_scripts' and e.name == {SCRIPT!r}]\n"
+    "if not eps:\n"
+    f"    sys.exit('error: this runpod-flash has no {SCRIPT} command')\n"
     f"sys.argv[0] = {SCRIPT!r}\n"
     "sys.exit(eps[0].load()())\n"
 )

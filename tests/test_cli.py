@@ -626,6 +626,14 @@ def test_an_empty_folder_or_one_without_endpoints_suggests_init(tmp_path: Path, 
     code, out, _ = run(capsys, "build", "--json", "--no-index")
     assert code == 1 and "flash init" in (ErrorResult.model_validate_json(out).error.hint or "")
 
+    # Python files that are all ignored: the "no endpoints" error, which names the ignore rules.
+    (tmp_path / "ignored").mkdir()
+    (tmp_path / "ignored" / "skipped.py").write_text("VALUE = 1\n")
+    (tmp_path / ".gitignore").write_text("ignored/\n")
+    code, _, err = run(capsys, "build", "--no-index", "--color", "never")
+    assert code == 1 and "error: no endpoints found" in err and "no Python files" not in err
+    shutil.rmtree(tmp_path / ".flash")
+
     (tmp_path / "plain.py").write_text("VALUE = 1\n")
     code, _, err = run(capsys, "build", "--no-index", "--color", "never")
     assert code == 1 and "error: no endpoints found" in err

@@ -231,6 +231,13 @@ def test_a_uv_tool_environment_is_used_by_replacing_the_process(env: dict[str, s
     assert f"(run by runpod-flash (uv tool environment {root}))" in proc2.stdout
 
 
+def test_a_tool_environment_whose_runpod_flash_has_no_flash_command(env: dict[str, str]) -> None:
+    root = make_tool_env(Path(env["UV_TOOL_DIR"]))
+    next(root.glob("lib/python*/site-packages/runpod_flash-*.dist-info/entry_points.txt")).unlink()
+    proc = flash("undeploy", env=env)
+    assert proc.returncode == 1 and proc.stderr == "error: this runpod-flash has no flash command\n"
+
+
 def test_the_guard_stops_a_loop_between_environments(env: dict[str, str]) -> None:
     make_tool_env(Path(env["UV_TOOL_DIR"]))
     proc = flash("deploy", env={**env, "FLASH_TASKS_FORWARDED": "1"})

@@ -369,15 +369,21 @@ def last_artifact(app_dir: Path) -> Path | None:
 
 
 def check_not_empty(config: BuildConfig) -> None:
-    """Before a folder's first build: one with no Python file at all gets pointed at ``flash init``."""
+    """Before a folder's first build: one with no Python file at all gets pointed at ``flash init``.
+
+    Python files that are there but ignored (.gitignore) are left to the
+    manifest's "no endpoints" error, which names the ignore rules.
+    """
     from ..errors import BuildError
-    from ..files import list_app_files
 
     if config.paths.flash.exists():
         return
-    if not any(name.endswith(".py") for name in list_app_files(config.app_dir)):
-        where = show_path(config.app_dir)
-        raise BuildError(f"no Python files in {'this folder' if where == '.' else where}: nothing to build", hint=INIT_HINT)
+    for _root, dirs, files in os.walk(config.app_dir):
+        if any(name.endswith(".py") for name in files):
+            return
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in ("__pycache__", "node_modules")]
+    where = show_path(config.app_dir)
+    raise BuildError(f"no Python files in {'this folder' if where == '.' else where}: nothing to build", hint=INIT_HINT)
 
 
 def check_include_supported(config: BuildConfig) -> None:
