@@ -1,7 +1,12 @@
 """``flash``: the command line. It parses, runs a command and reports.
 
 Commands live in ``flash_tasks.commands``: ``build`` (also ``--watch``,
-``--explain``, ``--json``), ``init``, ``clean`` and ``inspect``.
+``--explain``, ``--json``), ``init``, ``clean`` and ``inspect``. Every other
+command is runpod-flash's and is handed to its own CLI (``forward``).
+
+Global options (``--color``, ``-q``) go before or after the command. A
+mistyped command or option gets a "did you mean" pointing at that command's
+help; usage errors never show a traceback.
 
 Exit codes: 0 success, 1 a problem in the app, 2 a usage error, 3 a
 dependency resolution or download failure, 130 interrupted.
@@ -10,6 +15,7 @@ dependency resolution or download failure, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 from collections.abc import Sequence
@@ -31,6 +37,7 @@ examples:
   flash build --no-deps                install only direct dependencies
   flash build -o my-app.tar.gz         name the artifact (inside .flash/)
   flash build --exclude transformers   leave a large package out (torch & co. always are)
+  flash build --include torchvision    keep one of those always left out
   flash build --python-version 3.11    target Python 3.11 workers
 
 exit codes: 0 built, 1 a problem in the app, 2 usage error, 3 dependency
@@ -41,7 +48,7 @@ INIT_EXAMPLES = """\
 examples:
   flash init my-app          create my-app/ with a starter app, then: cd my-app && flash build
   flash init                 add the starter app to the current folder
-  flash init my-app --force  overwrite starter files that already exist
+  flash init my-app -f       overwrite starter files that already exist
 """
 
 CLEAN_EXAMPLES = """\
@@ -53,7 +60,7 @@ examples:
 
 INSPECT_EXAMPLES = """\
 examples:
-  flash inspect                        the artifact of the app in this folder
+  flash inspect                        the artifact of the last build in this folder (whatever -o it used)
   flash inspect dist/app.tar.gz        any artifact
   flash inspect --top 40               list more top-level entries
   flash inspect --json                 machine-readable
@@ -67,29 +74,93 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message, hint=f"see '{self.prog} --help'")
 
 
-def _color_option(parser: argparse.ArgumentParser, default: object) -> None:
+OUR_COMMANDS = ("build", "init", "clean", "inspect")
+#: Options of the ``flash`` command itself that take a value (to find the command word after them).
+_GLOBAL_WITH_VALUE = ("--color",)
+
+
+def _global_options(parser: argparse.ArgumentParser, default: object) -> None:
+    """--color and -q, accepted before the command (``default``) and after it (SUPPRESS)."""
     parser.add_argument(
         "--color",
         choices=("auto", "always", "never"),
-        default=default,
+        default=default if default is argparse.SUPPRESS else "auto",
         help="colour the output: auto (a terminal, unless NO_COLOR is set), always or never",
     )
+    parser.add_argument("-q", "--quiet", action="store_true", default=default if default is argparse.SUPPRESS else False, help="print only errors")
+
+
+def version_text() -> str:
+    """``flash --version``: this package, and the runpod-flash that runs the other commands."""
+    from .forward import InProcess, find_target
+
+    text = f"flash-tasks {__version__}"
+    target = find_target()
+    if isinstance(target, InProcess):
+        text += f"\nrunpod-flash {target.version} (runs: {', '.join(_their_commands())})"
+    elif target is not None:
+        text += f"\n{target.describe()} (runs: {', '.join(_their_commands())})"
+    return text
+
+
+def _their_commands() -> list[str]:
+    from .forward import THEIR_COMMANDS
+
+    return [name for name in THEIR_COMMANDS if name != "run"]
+
+
+def top_epilog() -> str:
+    """The second half of ``flash --help``: runpod-flash's commands and whether they can run here."""
+    from .forward import DISTRIBUTION, THEIR_COMMANDS, find_target
+
+    target = find_target()
+    if target is None:
+        status = f"not installed here: pip install {DISTRIBUTION}"
+    else:
+        status = f"run by {target.describe()}"
+    lines = [f"runpod-flash commands ({status}):"]
+    for name, what in THEIR_COMMANDS.items():
+        if name != "run":
+            lines.append(f"    {name:<20}{what}")
+    lines.append(f"    {'...':<20}any other command is handed to runpod-flash as it is")
+    lines.append("")
+    lines.append("run 'flash COMMAND --help' for a command's options and examples")
+    return "\n".join(lines)
+
+
+class _TopParser(_Parser):
+    """The ``flash`` parser: its epilog (runpod-flash's commands) is worked out only when shown."""
+
+    def format_help(self) -> str:
+        self.epilog = top_epilog()
+        return super().format_help()
+
+
+class _VersionAction(argparse.Action):
+    """``-v``/``--version``: looks for runpod-flash only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object, option_string: str | None = None) -> None:
+        sys.stdout.write(version_text() + "\n")
+        parser.exit()
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = _TopParser(
         prog="flash",
-        description="Build Runpod Flash apps into deployable artifacts, incrementally.",
-        epilog="run 'flash COMMAND --help' for a command's options and examples",
+        description="Build Runpod Flash apps into deployable artifacts, incrementally (flash-tasks).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"flash-tasks {__version__}")
-    _color_option(parser, "auto")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser.add_argument("-v", "--version", action=_VersionAction)
+    _global_options(parser, None)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, title="flash-tasks commands")
 
     def command(name: str, help: str, description: str, examples: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=description, epilog=examples, formatter_class=argparse.RawDescriptionHelpFormatter)
-        # SUPPRESS: 'flash --color never build' and 'flash build --color never' both work.
-        _color_option(p, argparse.SUPPRESS)
+        # SUPPRESS: 'flash -q --color never build' and 'flash build -q --color never' both work.
+        _global_options(p, argparse.SUPPRESS)
         return p
 
     build = command(
@@ -103,6 +174,13 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--no-deps", action="store_true", help="install only direct dependencies, not what they depend on")
     build.add_argument("-o", "--output", default="artifact.tar.gz", metavar="NAME", help="artifact file name inside .flash/ (default: artifact.tar.gz)")
     build.add_argument("--exclude", default="", metavar="A,B", help="comma-separated packages to leave out (torch, torchvision, torchaudio, triton always are)")
+    build.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="A,B",
+        help="keep always-excluded packages (e.g. torchvision for an image that lacks it); also [tool.flash-tasks] include = [...]",
+    )
     build.add_argument("--python-version", default=None, metavar="X.Y", help="worker Python: 3.10, 3.11 or 3.12 (default: 3.12)")
     build.add_argument("--upgrade", action="store_true", help="resolve dependencies again instead of reusing the locks")
     build.add_argument(
@@ -120,7 +198,6 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--watch", action="store_true", help="build, then rebuild whenever a shipped file changes (Ctrl-C to stop)")
     build.add_argument("--explain", action="store_true", help="say why each task ran (which input changed) or was skipped")
     build.add_argument("--json", action="store_true", help="print only a JSON result (or error) on stdout")
-    build.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     build.add_argument("-v", "--verbose", action="store_true", help="show each task run or skipped and why, and tracebacks")
 
     init = command(
@@ -131,8 +208,7 @@ def make_parser() -> argparse.ArgumentParser:
         INIT_EXAMPLES,
     )
     init.add_argument("directory", nargs="?", default=".", metavar="DIR", help="where to create the app (default: the current folder)")
-    init.add_argument("--force", action="store_true", help="overwrite starter files that already exist")
-    init.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    init.add_argument("-f", "--force", action="store_true", help="overwrite starter files that already exist")
 
     clean = command(
         "clean",
@@ -143,7 +219,6 @@ def make_parser() -> argparse.ArgumentParser:
     )
     clean.add_argument("-C", "--directory", default=".", metavar="DIR", help="the app folder (default: the current folder)")
     clean.add_argument("--keep-locks", action="store_true", help="keep .flash/locks/ (the resolved dependency versions)")
-    clean.add_argument("-q", "--quiet", action="store_true", help="print only errors")
 
     inspect = command(
         "inspect",
@@ -152,7 +227,7 @@ def make_parser() -> argparse.ArgumentParser:
         "handler serves (from the flash_manifest.json inside it). Nothing is unpacked to disk.",
         INSPECT_EXAMPLES,
     )
-    inspect.add_argument("artifact", nargs="?", default=None, metavar="ARTIFACT", help="the .tar.gz to inspect (default: DIR/.flash/artifact.tar.gz)")
+    inspect.add_argument("artifact", nargs="?", default=None, metavar="ARTIFACT", help="the .tar.gz to inspect (default: the artifact of DIR's last build)")
     inspect.add_argument("-C", "--directory", default=".", metavar="DIR", help="the app folder whose artifact to inspect (default: the current folder)")
     inspect.add_argument("-n", "--top", type=int, default=15, metavar="N", help="how many top-level entries to list (default: 15; 0 for all)")
     inspect.add_argument("--json", action="store_true", help="print only a JSON description on stdout")
@@ -167,6 +242,7 @@ def _build_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         no_deps=args.no_deps,
         output=args.output,
         exclude=tuple(args.exclude.split(",")) if args.exclude else (),
+        include=tuple(name for value in args.include for name in value.split(",")),
         python_version=args.python_version,
         upgrade=args.upgrade,
         verify=args.verify,
@@ -223,7 +299,7 @@ def cmd_inspect(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         app_dir=Path(args.directory),
         top=args.top,
         as_json=args.json,
-        console=Console.create(out, args.color),
+        console=Console.create(out, args.color, quiet=args.quiet and not args.json),
     )
 
 
@@ -241,34 +317,119 @@ def _color_from_argv(argv: Sequence[str]) -> str:
     return mode if mode in ("auto", "always", "never") else "auto"
 
 
+def split_command(argv: Sequence[str]) -> tuple[list[str], str | None, list[str]]:
+    """``argv`` as (options before the command, the command word, the rest)."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            return list(argv[:i]), (argv[i + 1] if i + 1 < len(argv) else None), list(argv[i + 2 :])
+        if arg in _GLOBAL_WITH_VALUE:
+            i += 2
+            continue
+        if arg.startswith("-"):
+            i += 1
+            continue
+        return list(argv[:i]), arg, list(argv[i + 1 :])
+    return list(argv), None, []
+
+
+def _close(word: str, choices: Sequence[str]) -> str | None:
+    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def unknown_command(command: str) -> UsageError:
+    from .forward import THEIR_COMMANDS
+
+    guess = _close(command, [*OUR_COMMANDS, *THEIR_COMMANDS])
+    if guess is not None:
+        return UsageError(f"unknown command {command!r}", hint=f"did you mean 'flash {guess}'? see 'flash {guess} --help'")
+    return UsageError(f"unknown command {command!r}", hint="see 'flash --help' for the commands")
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    return [o for action in parser._actions for o in action.option_strings]
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found = action.choices.get(command)
+            return found if isinstance(found, argparse.ArgumentParser) else None
+    return None
+
+
+def unknown_arguments(parser: argparse.ArgumentParser, command: str | None, extras: Sequence[str]) -> UsageError:
+    """A usage error for what argparse did not recognise, with a guess for a mistyped option."""
+    owner = (_subparser(parser, command) if command else None) or parser
+    where = f"flash {command}" if command else "flash"
+    for extra in extras:
+        if extra.startswith("-") and extra != "-":
+            name = extra.split("=", 1)[0]
+            guess = _close(name, _option_strings(owner))
+            hint = f"did you mean {guess}? see '{where} --help'" if guess else f"see '{where} --help' for its options"
+            return UsageError(f"unknown option {name} for '{where}'", hint=hint)
+    return UsageError(f"unexpected argument{'s' if len(extras) > 1 else ''} for '{where}': {' '.join(extras)}", hint=f"see '{where} --help'")
+
+
+def route(argv: Sequence[str], parser: argparse.ArgumentParser) -> tuple[str | None, list[str]] | None:
+    """(the command, the arguments) to hand to runpod-flash when ``argv`` is not for flash-tasks, else None.
+
+    Options before the command that are not flash-tasks' own go along (e.g.
+    runpod-flash's ``--install-completion``); flash-tasks' own stay behind.
+    Raises ``UsageError`` for an unknown command: one close to a flash-tasks
+    command, or any when runpod-flash is not installed.
+    """
+    before, command, rest = split_command(argv)
+    if any(a in ("-h", "--help", "-v", "--version") for a in before):
+        return None
+    ours = _option_strings(parser)
+    foreign = [a for a in before if a.startswith("-") and a.split("=", 1)[0] not in ours]
+    for arg in foreign:  # a mistyped option of flash itself, e.g. 'flash --colour never build'
+        if _close(arg.split("=", 1)[0], ours) is not None:
+            raise unknown_arguments(parser, None, [arg])
+    if command in OUR_COMMANDS or (command is None and not foreign):
+        return None
+    from .forward import THEIR_COMMANDS, find_target
+
+    if command is not None:
+        if command in THEIR_COMMANDS:
+            return command, [*foreign, command, *rest]
+        if find_target() is not None and _close(command, OUR_COMMANDS) is None:
+            # A newer runpod-flash's command, or a typo of one of its commands: its CLI answers
+            # either (it has its own "did you mean").
+            return command, [*foreign, command, *rest]
+        raise unknown_command(command)
+    if find_target() is not None:
+        return None, foreign
+    return None
+
+
+def _dispatch(argv: list[str], parser: argparse.ArgumentParser, out: IO[str], err: IO[str]) -> int:
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        raise unknown_arguments(parser, args.command, extras)
+    if args.command is None:
+        parser.print_help(out)
+        return 2
+    return COMMANDS[args.command](args, out, err)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``flash`` command; returns the exit code."""
     out, err = sys.stdout, sys.stderr
     argv = list(sys.argv[1:] if argv is None else argv)
-    verbose = "-v" in argv or "--verbose" in argv or bool(os.environ.get("FLASH_DEBUG"))
+    verbose = "--verbose" in argv or bool(os.environ.get("FLASH_DEBUG")) or ("-v" in argv and split_command(argv)[1] is not None)
     json_mode = "--json" in argv
     color = _color_from_argv(argv)
     try:
         parser = make_parser()
-        args = parser.parse_args(argv)
-        if args.command is None:
-            parser.print_help(out)
-            return 2
-        return COMMANDS[args.command](args, out, err)
+        forwarded = route(argv, parser)
+        if forwarded is None:
+            return _dispatch(argv, parser, out, err)
     except FlashError as exc:
-        if json_mode:
-            from .commands.results import dump, error_result
-
-            out.write(dump(error_result(exc.to_dict())) + "\n")
-        else:
-            from .commands.output import Console, render_error
-
-            err.write(render_error(exc, Console.create(err, color)) + "\n")
-        if verbose:
-            import traceback
-
-            traceback.print_exception(exc, file=err)
-        return exc.exit_code
+        return _report(exc, out, err, json_mode=json_mode, color=color, verbose=verbose)
     except KeyboardInterrupt:
         if json_mode:
             from .commands.results import dump, error_result
@@ -284,6 +445,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             out.write(dump(error_result({"kind": "internal", "code": 1, "message": f"internal error: {exc!r}"})) + "\n")
         raise
+    # Outside the handlers above: runpod-flash's output, errors, Ctrl-C and exit code are its own.
+    from .forward import find_target, forward
+
+    command, arguments = forwarded
+    if command == "deploy":
+        from .commands.deploy import deploy
+
+        return deploy(arguments, find_target())
+    return forward(arguments)
+
+
+def _report(exc: FlashError, out: IO[str], err: IO[str], *, json_mode: bool, color: str, verbose: bool) -> int:
+    if json_mode:
+        from .commands.results import dump, error_result
+
+        out.write(dump(error_result(exc.to_dict())) + "\n")
+    else:
+        from .commands.output import Console, render_error
+
+        err.write(render_error(exc, Console.create(err, color)) + "\n")
+    if verbose:
+        import traceback
+
+        traceback.print_exception(exc, file=err)
+    return exc.exit_code
 
 
 def entry() -> None:

@@ -40,6 +40,9 @@ class BuildConfig(BaseModel):
     no_deps: bool = False
     output: str = DEFAULT_ARTIFACT
     exclude: tuple[str, ...] = ()
+    #: Always-excluded packages to keep after all (``--include`` and the app's
+    #: ``[tool.flash-tasks] include = [...]``).
+    include: tuple[str, ...] = ()
     python_version: str | None = None
     #: The SDK bundled into the artifact (see ``_sdk_version_from_pyproject``).
     runpod_flash_version: str = DEFAULT_RUNPOD_FLASH_VERSION
@@ -65,6 +68,11 @@ class BuildConfig(BaseModel):
         if isinstance(data, dict) and data.get("project_dependencies") is None:
             data = dict(data)
             data["project_dependencies"] = _pyproject_project_dependencies(Path(data.get("app_dir", ".")))
+        if isinstance(data, dict):
+            listed = _pyproject_include(Path(data.get("app_dir", ".")))
+            if listed:
+                data = dict(data)
+                data["include"] = (*data.get("include", ()), *listed)
         return data
 
     @field_validator("runpod_flash_version")
@@ -116,6 +124,18 @@ class BuildConfig(BaseModel):
         names = {normalize_name(v.strip()) for v in value if v.strip()}
         return tuple(sorted(names))
 
+    @field_validator("include")
+    @classmethod
+    def _only_always_excluded(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        names = {normalize_name(v.strip()) for v in value if v.strip()}
+        unknown = sorted(names - set(catalog.ALWAYS_EXCLUDED))
+        if unknown:
+            raise UsageError(
+                f"--include {unknown[0]}: only always-excluded packages can be included ({', '.join(catalog.ALWAYS_EXCLUDED)})",
+                hint="other packages are kept unless you --exclude them",
+            )
+        return tuple(sorted(names))
+
     # -- derived ---------------------------------------------------------------
 
     @property
@@ -124,8 +144,8 @@ class BuildConfig(BaseModel):
 
     @property
     def excluded(self) -> tuple[str, ...]:
-        """Every excluded distribution: the always-excluded ones plus --exclude."""
-        return tuple(sorted(set(catalog.ALWAYS_EXCLUDED) | set(self.exclude)))
+        """Every excluded distribution: the always-excluded ones not --include'd, plus --exclude."""
+        return tuple(sorted((set(catalog.ALWAYS_EXCLUDED) - set(self.include)) | set(self.exclude)))
 
     @cached_property
     def paths(self) -> BuildPaths:
@@ -157,15 +177,15 @@ class BuildPaths:
         self.artifact = self.flash / output
 
 
-def _pyproject_tool_table(app_dir: Path) -> dict[str, Any]:
-    """The app's ``[tool.flash-tasks]`` table from its pyproject.toml (empty when absent)."""
+def _pyproject_table(app_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """The app's ``[tool.flash-tasks]`` table (empty when there is none)."""
     path = app_dir.expanduser() / "pyproject.toml"
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
-        return {}
+        return path, {}
     if "flash-tasks" not in text:
-        return {}
+        return path, {}
     import sys
 
     if sys.version_info >= (3, 11):
@@ -176,12 +196,22 @@ def _pyproject_tool_table(app_dir: Path) -> dict[str, Any]:
         table = tomllib.loads(text).get("tool", {}).get("flash-tasks", {})
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"cannot read {path}: {exc}", path=str(path)) from None
-    return table if isinstance(table, dict) else {}
+    return path, table if isinstance(table, dict) else {}
+
+
+def _pyproject_include(app_dir: Path) -> tuple[str, ...]:
+    """``[tool.flash-tasks] include = [...]``: always-excluded packages the app keeps."""
+    path, table = _pyproject_table(app_dir)
+    value = table.get("include", [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UsageError("[tool.flash-tasks] include must be a list of package names", path=str(path), hint='e.g. include = ["torchvision"]')
+    return tuple(value)
 
 
 def _pyproject_sdk_version(app_dir: Path) -> str | None:
     """The SDK version an app pins in its pyproject.toml, if any."""
-    value = _pyproject_tool_table(app_dir).get("runpod-flash-version")
+    path, table = _pyproject_table(app_dir)
+    value = table.get("runpod-flash-version")
     if value is not None and not isinstance(value, str):
         raise UsageError("[tool.flash-tasks] runpod-flash-version must be a string", path=str(app_dir / "pyproject.toml"))
     return value
@@ -189,7 +219,8 @@ def _pyproject_sdk_version(app_dir: Path) -> str | None:
 
 def _pyproject_project_dependencies(app_dir: Path) -> bool:
     """Whether the app opts in to installing ``[project].dependencies`` into workers."""
-    value = _pyproject_tool_table(app_dir).get("project-dependencies", False)
+    _, table = _pyproject_table(app_dir)
+    value = table.get("project-dependencies", False)
     if not isinstance(value, bool):
         raise UsageError(
             "[tool.flash-tasks] project-dependencies must be true or false", path=str(app_dir / "pyproject.toml")

@@ -3,7 +3,6 @@
 from runpod_flash import CpuInstanceType, Endpoint
 
 from settings import REGION
-from workers.embed import embed
 
 api = Endpoint(
     name="api",
@@ -21,4 +20,8 @@ async def health() -> dict:
 @api.post("/embed")
 async def embed_texts(texts: list) -> dict:
     """Forward to the GPU worker."""
+    # Imported here, not at the top: a module-level import would make this module
+    # define the "embedder" endpoint as well, which runpod-flash's own build refuses.
+    from workers.embed import embed
+
     return await embed(texts)

@@ -335,8 +335,92 @@ def print_warnings(config: BuildConfig, report: BuildReport, err: Console) -> No
 # -- the command -----------------------------------------------------------------------------------
 
 
+#: Where a build records the artifact it wrote, for ``flash inspect`` (and ``flash deploy``) without arguments.
+LAST_BUILD = "last-build.json"
+INIT_HINT = "to start from a working app, run 'flash init' in an empty folder (or 'flash init NEW_DIR')"
+
+
+def record_last_build(config: BuildConfig) -> None:
+    """Remember which artifact this build wrote (``-o`` may have renamed it).
+
+    Written after the build lock is released, so concurrent builds each use a
+    temporary file of their own; the record is a convenience, a failure to
+    write it does not fail the build.
+    """
+    import json
+
+    path = config.paths.flash / LAST_BUILD
+    tmp = path.with_name(f".{LAST_BUILD}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps({"artifact": config.output}) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def last_artifact(app_dir: Path) -> Path | None:
+    """The artifact the last successful build of ``app_dir`` wrote, if it is still there."""
+    record = read_json(app_dir / ".flash" / LAST_BUILD, {}) or {}
+    name = record.get("artifact") if isinstance(record, dict) else None
+    if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+        return None
+    path = app_dir / ".flash" / name
+    return path if path.is_file() else None
+
+
+def check_not_empty(config: BuildConfig) -> None:
+    """Before a folder's first build: one with no Python file at all gets pointed at ``flash init``.
+
+    Python files that are there but ignored (.gitignore) are left to the
+    manifest's "no endpoints" error, which names the ignore rules.
+    """
+    from ..errors import BuildError
+
+    if config.paths.flash.exists():
+        return
+    for _root, dirs, files in os.walk(config.app_dir):
+        if any(name.endswith(".py") for name in files):
+            return
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in ("__pycache__", "node_modules")]
+    where = show_path(config.app_dir)
+    raise BuildError(f"no Python files in {'this folder' if where == '.' else where}: nothing to build", hint=INIT_HINT)
+
+
+def check_include_supported(config: BuildConfig) -> None:
+    """``--include`` only means something when the dependency phase's settings honour it."""
+    if not config.include:
+        return
+    from ..deps_glue import settings_for
+    from ..errors import UsageError
+
+    still = sorted(set(config.include) & set(settings_for(config, None).excluded()))
+    if still:
+        raise UsageError(
+            f"--include {','.join(still)}: this installation's dependency phase does not support keeping always-excluded packages yet",
+            hint="build without --include (and without [tool.flash-tasks] include) for now",
+        )
+
+
+def _with_init_hint(exc: FlashError) -> FlashError:
+    from ..manifest import NO_ENDPOINTS_HINT
+
+    if exc.hint == NO_ENDPOINTS_HINT:
+        exc.hint = f"{NO_ENDPOINTS_HINT}\nOr {INIT_HINT}."
+    return exc
+
+
 def build_once(config: BuildConfig, options: BuildOptions, out: IO[str], err: IO[str]) -> int:
     """One build with full output; returns the exit code (FlashErrors propagate unless --json)."""
+    try:
+        check_include_supported(config)
+        check_not_empty(config)
+    except FlashError as exc:
+        if options.json:
+            from .results import dump, error_result
+
+            out.write(dump(error_result(exc.to_dict())) + "\n")
+            return exc.exit_code
+        raise
     console = Console.create(out, options.color, quiet=options.quiet or options.json)
     err_console = Console.create(err, options.color, quiet=options.quiet or options.json)
     view = PhaseView(config, console, verbose=options.verbose)
@@ -350,6 +434,7 @@ def build_once(config: BuildConfig, options: BuildOptions, out: IO[str], err: IO
         )
     except FlashError as exc:
         view.abort()
+        _with_init_hint(exc)
         if options.json:
             from .results import dump, error_result
 
@@ -368,6 +453,7 @@ def build_once(config: BuildConfig, options: BuildOptions, out: IO[str], err: IO
             return EXIT_INTERRUPTED
         raise
     view.finish()
+    record_last_build(config)
     if options.json:
         from .results import build_result, dump
 

@@ -147,9 +147,14 @@ def describe(path: Path) -> InspectResult:
 
 
 def inspect_artifact(artifact: Path | None, *, app_dir: Path, top: int, as_json: bool, console: Console) -> int:
-    path = artifact if artifact is not None else app_dir / ".flash" / "artifact.tar.gz"
-    if path.is_dir():
-        path = path / ".flash" / "artifact.tar.gz"
+    from .build import last_artifact
+
+    if artifact is None:
+        path = last_artifact(app_dir) or app_dir / ".flash" / "artifact.tar.gz"
+    elif artifact.is_dir():
+        path = last_artifact(artifact) or artifact / ".flash" / "artifact.tar.gz"
+    else:
+        path = artifact
     if not path.is_file():
         hint = "build it first: flash build" + (f" -C {app_dir}" if str(app_dir) != "." else "") if artifact is None else "pass the path of a .tar.gz artifact"
         raise FlashError(f"no artifact at {path}", hint=hint)

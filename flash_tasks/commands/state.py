@@ -135,11 +135,75 @@ def excluded(config: BuildConfig) -> list[Excluded]:
     return [merged[n] for n in sorted(merged)]
 
 
+@dataclass
+class _CpuNeed:
+    reason: str
+    endpoints: set[str] = field(default_factory=set)
+    origins: list[str] = field(default_factory=list)
+    via: set[str] = field(default_factory=set)
+
+
+def cpu_image_warnings(config: BuildConfig) -> list[str]:
+    """Excluded packages that a CPU endpoint needs: the CPU image (Python slim) has none of them.
+
+    GPU images ship torch & co., which is why they are always left out; a CPU
+    worker that imports one fails with ImportError. Read from what the lock
+    (direct requests per group) and install (what installed packages need)
+    phases reported.
+    """
+    from ..config import normalize_name
+    from ..deps_glue import lock_path
+
+    manifest = read_json(config.paths.manifest, {}) or {}
+    cpu = sorted(n for n, r in (manifest.get("resources") or {}).items() if str(r.get("resource_type", "")).startswith("Cpu"))
+    if not cpu:
+        return []
+    needs: dict[str, _CpuNeed] = {}
+    for group, entries in (read_json(config.paths.state / "excluded.json", {}) or {}).items():
+        if group not in cpu:
+            continue
+        for entry in entries or []:
+            if entry.get("reason") in ("always", "user"):
+                need = needs.setdefault(entry["name"], _CpuNeed(reason=entry["reason"]))
+                need.endpoints.add(group)
+                need.origins.extend(o for o in entry.get("required_by") or [] if o not in need.origins)
+    report = read_json(config.paths.state / "install-report.json", {}) or {}
+    locked = {group: {normalize_name(n) for n in locked_packages(lock_path(config, group))} for group in cpu}
+    for entry in report.get("excluded_needed", []):
+        if entry.get("reason") not in ("always", "user"):
+            continue
+        for dist in entry.get("required_by") or []:
+            for group in cpu:
+                if normalize_name(dist) in locked[group]:
+                    need = needs.setdefault(entry["name"], _CpuNeed(reason=entry["reason"]))
+                    need.endpoints.add(group)
+                    need.via.add(dist)
+    found = []
+    for name in sorted(needs):
+        need = needs[name]
+        why = "always excluded: GPU images provide it" if need.reason == "always" else "--exclude"
+        by = [*need.origins[1:], *(f"{d} needs it" for d in sorted(need.via))]
+        where = f"{need.origins[0]}: " if need.origins else ""
+        endpoints = ", ".join(sorted(need.endpoints))
+        label = "endpoint" if len(need.endpoints) == 1 else "endpoints"
+        hint = (
+            f"keep it with --include {name}, or in pyproject.toml: [tool.flash-tasks] include = [\"{name}\"]"
+            if need.reason == "always"
+            else f"drop {name} from --exclude"
+        )
+        found.append(
+            f"{where}warning: {name} is left out of the artifact ({why}), but the CPU {label} {endpoints}"
+            + (f" ({'; '.join(by)})" if by else "")
+            + f" will not find it: the CPU image does not provide it\n  hint: {hint}"
+        )
+    return found
+
+
 def warnings(config: BuildConfig, from_manifest: list[str]) -> list[str]:
-    """The manifest's warnings, then the requirement files' (from the install phase), once each."""
+    """The manifest's warnings, the requirement files' (from the install phase), then CPU-image ones, once each."""
     extra = (read_json(config.paths.state / "install-report.json", {}) or {}).get("warnings", [])
     seen: list[str] = []
-    for text in [*from_manifest, *[str(w) for w in extra]]:
+    for text in [*from_manifest, *[str(w) for w in extra], *cpu_image_warnings(config)]:
         if text not in seen:
             seen.append(text)
     return seen
