@@ -540,9 +540,42 @@ def artifact_intact(config: BuildConfig) -> bool:
     if config.verify and not _members_check(config.paths.artifact, record.members):
         return False
     try:
-        return hashlib.sha256(config.paths.manifest.read_bytes()).hexdigest() == record.manifest_sha256
+        published = config.paths.manifest.read_bytes()
     except OSError:
         return False
+    if hashlib.sha256(published).hexdigest() == record.manifest_sha256:
+        return True
+    return _annotated_copy(published, config.paths.build_manifest)
+
+
+#: What runpod-flash's ``flash deploy`` writes into the published manifest: top-level keys,
+#: and keys inside each resource.
+DEPLOY_KEYS = frozenset({"resources_endpoints"})
+DEPLOY_RESOURCE_KEYS = frozenset({"endpoint_id", "aiKey"})
+
+
+def _annotated_copy(published: bytes, built: Path) -> bool:
+    """Whether a changed published manifest is this build's, with only what a deploy records added.
+
+    runpod-flash's ``flash deploy`` writes the endpoints it deployed into the manifest
+    next to the artifact. That is kept; any other difference is damage, and the archive
+    step publishes the manifest again.
+    """
+    import json
+
+    try:
+        ours = json.loads(built.read_bytes())
+        theirs = json.loads(published)
+    except (OSError, ValueError, RecursionError):
+        return False
+    if not isinstance(theirs, dict) or not isinstance(theirs.get("resources"), dict):
+        return False
+    stripped = {k: v for k, v in theirs.items() if k not in DEPLOY_KEYS}
+    stripped["resources"] = {
+        name: {k: v for k, v in resource.items() if k not in DEPLOY_RESOURCE_KEYS} if isinstance(resource, dict) else resource
+        for name, resource in theirs["resources"].items()
+    }
+    return bool(stripped == ours)
 
 
 def check_size(config: BuildConfig, compressed_bytes: int) -> None:

@@ -204,7 +204,7 @@ RUNNING_MARKER = "running"
 #: Temporary names the tool's own writers use; recovery deletes these and nothing else.
 TEMPORARY_NAMES = re.compile(
     r"^\..+\.tmp-\d+(-\d+)?$"  # atomic writes: .<name>.tmp-<pid>[-<thread>]
-    r"|^\..+\.[A-Za-z0-9_]{8}\.tmp$"  # lock files written through mkstemp
+    r"|^\..+\.[A-Za-z0-9_]{8}\.tmp$|^\..+\.\d+\.tmp$"  # mkstemp (locks) and per-process records
     r"|^\.fresh-\d+\.gz$|^\.next\.tar\.gz$|^\.spare\.tmp$"  # the archive's work files
     r"|^\.runpod_flash\.tmp-sdk$|^\.flash-sdk-"  # the SDK being copied or fetched
 )

@@ -704,7 +704,6 @@ def test_include_names_only_always_excluded_packages(tmp_path: Path, capsys: pyt
     assert code == 2 and err.startswith(f"{tmp_path / 'pyproject.toml'}: error: [tool.flash-tasks] include must be a list of package names\n")
 
 
-@pytest.mark.xfail(strict=True, reason="the dependency phase (deps_glue.settings_for / DepsSettings) does not pass BuildConfig.include on yet")
 def test_include_keeps_an_always_excluded_package(tmp_path: Path, index_args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "gpu.py").write_text(CPU_AND_GPU["gpu.py"])
     code, _, err = run(capsys, "build", "-C", str(tmp_path), *index_args, "--include", "torch", "--color", "never")

@@ -308,5 +308,5 @@ def test_real_deploy_uploads_the_flash_tasks_artifact_and_manifest(tmp_path: Pat
     del fake_runpod.requests[:]
     again = deploy()
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "Up to date" in again.stdout
+    assert "Up to date" in again.stdout, again.stdout[:1500]
     assert fake_runpod.uploads[1] == fake_runpod.uploads[0] == artifact.read_bytes()

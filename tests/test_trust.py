@@ -479,3 +479,27 @@ def test_requirement_includes_are_bounded_and_never_echoed(app: Path, builder: B
         first_line = Path(target).read_text().splitlines()[0]
         assert first_line not in result.stderr and "root:" not in result.stderr
     assert (app / ".flash" / "artifact.tar.gz").read_bytes() == before
+
+
+@pytest.mark.parametrize("damage", ["flip", "other json", "deploy annotation"])
+def test_the_published_manifest_is_checked_by_a_no_op_build(app: Path, builder: Builder, damage: str) -> None:
+    builder.ok(app)
+    published = app / ".flash" / "flash_manifest.json"
+    original = json.loads(published.read_text())
+    if damage == "flip":
+        published.write_text(published.read_text().replace('"worker"', '"wOrker"', 1))
+    elif damage == "other json":
+        published.write_text('{"resources": {}}')
+    else:
+        # What runpod-flash's deploy records next to the artifact is kept as it is.
+        annotated = json.loads(published.read_text())
+        annotated["resources_endpoints"] = {"worker": "https://example.invalid/worker"}
+        annotated["resources"]["worker"]["endpoint_id"] = "ep-123"
+        published.write_text(json.dumps(annotated, indent=2))
+    before = published.read_bytes()
+    builder.ok(app)
+    if damage == "deploy annotation":
+        assert published.read_bytes() == before
+    else:
+        assert json.loads(published.read_text()) == original
+        builder.assert_clean(app)

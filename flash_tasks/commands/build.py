@@ -360,7 +360,7 @@ def record_last_build(config: BuildConfig) -> None:
 
 def last_artifact(app_dir: Path) -> Path | None:
     """The artifact the last successful build of ``app_dir`` wrote, if it is still there."""
-    record = read_json(app_dir / ".flash" / LAST_BUILD, {}) or {}
+    record = read_plain_json(app_dir / ".flash" / LAST_BUILD, {}) or {}
     name = record.get("artifact") if isinstance(record, dict) else None
     if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
         return None
@@ -386,21 +386,6 @@ def check_not_empty(config: BuildConfig) -> None:
     raise BuildError(f"no Python files in {'this folder' if where == '.' else where}: nothing to build", hint=INIT_HINT)
 
 
-def check_include_supported(config: BuildConfig) -> None:
-    """``--include`` only means something when the dependency phase's settings honour it."""
-    if not config.include:
-        return
-    from ..deps_glue import settings_for
-    from ..errors import UsageError
-
-    still = sorted(set(config.include) & set(settings_for(config, None).excluded()))
-    if still:
-        raise UsageError(
-            f"--include {','.join(still)}: this installation's dependency phase does not support keeping always-excluded packages yet",
-            hint="build without --include (and without [tool.flash-tasks] include) for now",
-        )
-
-
 def _with_init_hint(exc: FlashError) -> FlashError:
     from ..manifest import NO_ENDPOINTS_HINT
 
@@ -412,7 +397,6 @@ def _with_init_hint(exc: FlashError) -> FlashError:
 def build_once(config: BuildConfig, options: BuildOptions, out: IO[str], err: IO[str]) -> int:
     """One build with full output; returns the exit code (FlashErrors propagate unless --json)."""
     try:
-        check_include_supported(config)
         check_not_empty(config)
     except FlashError as exc:
         if options.json:

@@ -180,7 +180,7 @@ def artifact_sha256(config: BuildConfig, path: Path) -> str:
     """The artifact's sha256, cached in ``.flash/.state`` against its size and mtime."""
     st = path.stat()
     cache_path = config.paths.state / "artifact-sha256.json"
-    key = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    key = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
     cached = read_json(cache_path, {}) or {}
     if cached.get("key") == key and isinstance(cached.get("sha256"), str):
         return str(cached["sha256"])

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import BuildConfig
-from ..stage import read_json
+from ..stage import read_json, read_plain_json
 
 
 @dataclass
@@ -152,9 +152,9 @@ def cpu_image_warnings(config: BuildConfig) -> list[str]:
     phases reported.
     """
     from ..config import normalize_name
-    from ..deps_glue import lock_path
+    from ..deps.tasks import lock_path
 
-    manifest = read_json(config.paths.manifest, {}) or {}
+    manifest = read_plain_json(config.paths.manifest, {}) or {}
     cpu = sorted(n for n, r in (manifest.get("resources") or {}).items() if str(r.get("resource_type", "")).startswith("Cpu"))
     if not cpu:
         return []

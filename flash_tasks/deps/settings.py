@@ -85,6 +85,8 @@ class DepsSettings(_Model):
     python_platform: str = DEFAULT_PLATFORM
     #: The user's ``--exclude`` names, on top of ``ALWAYS_EXCLUDED``.
     exclude: tuple[str, ...] = ()
+    #: Always-excluded names the app keeps after all (``--include``).
+    include: tuple[str, ...] = ()
     no_deps: bool = False
     index: IndexSettings = Field(default_factory=IndexSettings)
     generate_hashes: bool = True
@@ -117,7 +119,7 @@ class DepsSettings(_Model):
     def excluded(self) -> dict[str, ExclusionReason]:
         """Normalised name -> why it never enters a resolution."""
         reasons: dict[str, ExclusionReason] = {name: "user" for name in self.exclude}
-        reasons.update({name: "always" for name in ALWAYS_EXCLUDED})
+        reasons.update({name: "always" for name in ALWAYS_EXCLUDED if name not in self.include})
         reasons.update({name: "sdk" for name in SDK_NAMES})
         return reasons
 

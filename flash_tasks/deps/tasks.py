@@ -21,6 +21,7 @@ def settings_for(config: BuildConfig, python_version: str | None) -> Any:
     return DepsSettings(
         python_version=python_version or "3.12",
         exclude=config.exclude,
+        include=config.include,
         no_deps=config.no_deps,
         index=IndexSettings(index_url=config.index_url, find_links=config.find_links, no_index=config.no_index),
     )
