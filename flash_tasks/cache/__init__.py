@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -41,8 +42,8 @@ from typing import IO, TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import UsageError
-from ..store import Blob, BlobRecord, Stamp
-from .local import ActionRecord, LocalCache
+from ..store import Blob, BlobRecord, Record, Stamp, load
+from .local import ActionRecord, LocalCache, temporary_name
 
 if TYPE_CHECKING:
     from ..config import BuildConfig
@@ -57,8 +58,10 @@ __all__ = [
     "finish",
     "last_stats",
     "restore_segments",
+    "restore_tree",
     "settings",
     "store_segments",
+    "store_tree",
     "take_warnings",
 ]
 
@@ -184,9 +187,7 @@ class _Session:
         with self.lock:
             if self.local is None:
                 return
-            self.warnings.append(
-                f"the shared cache {self.local.root} cannot be used ({exc.strerror or exc}); building without it"
-            )
+            self.warnings.append(f"the shared cache {self.local.root} cannot be used ({exc.strerror or exc}); building without it")
             self.local = None
 
     def remote_failed(self, exc: RemoteError) -> None:
@@ -293,8 +294,10 @@ def restore_segments(config: BuildConfig, groups: list[list[Path]]) -> dict[str,
     """
     global _SESSION
     finish(None)  # a previous build's uploads in this process are done before a new build starts
+    earlier = take_warnings()  # e.g. from the SDK step of this build
     _SESSION = _Session(settings())
     session = _SESSION
+    session.warnings.extend(earlier)
     if not groups or (session.local is None and session.remote is None):
         return {}
     restored: dict[str, BlobRecord] = {}
@@ -365,15 +368,20 @@ def _upload(session: _Session, uploads: list[tuple[str, list[Path], list[Blob]]]
             session.warnings.append(f"a segment could not be uploaded: {exc.strerror or exc}")
 
 
+#: Warnings from before the archive step's session (the SDK step).
+_EARLY: list[str] = []
+
+
 def take_warnings() -> list[str]:
     """The warnings of the current build so far (each once); they are not said again."""
+    out = list(_EARLY)
+    _EARLY.clear()
     session = _SESSION
-    if session is None:
-        return []
-    with session.lock:
-        out = list(dict.fromkeys(session.warnings))
-        session.warnings.clear()
-    return out
+    if session is not None:
+        with session.lock:
+            out.extend(session.warnings)
+            session.warnings.clear()
+    return list(dict.fromkeys(out))
 
 
 def finish(err: IO[str] | None, timeout: float | None = None) -> None:
@@ -391,3 +399,100 @@ def finish(err: IO[str] | None, timeout: float | None = None) -> None:
 def last_stats() -> CacheStats:
     """What the caches did in the last archive step of this process."""
     return _LAST_STATS
+
+
+# -- trees (the SDK's package folder, per version and index) ------------------------------------
+
+
+class TreeFile(BaseModel):
+    """One file of a cached tree: its blob and permission bits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    blob: Blob
+    mode: int
+
+
+class TreeAction(Record):
+    """What a tree key produced: every file, by its path relative to the tree's root."""
+
+    kind: str
+    files: dict[str, TreeFile]
+
+
+def _tree_key(kind: str, material: str) -> str:
+    return hashlib.sha256(json.dumps(["flash-tasks", kind, KEY_VERSION, material]).encode()).hexdigest()
+
+
+def _safe_relative(rel: str) -> bool:
+    parts = rel.split("/")
+    return bool(rel) and not rel.startswith("/") and all(p not in ("", ".", "..") for p in parts) and "\\" not in rel
+
+
+def restore_tree(kind: str, material: str, target: Path) -> bool:
+    """Make ``target`` (absent) the tree the local cache holds for ``material``; all or nothing.
+
+    Only the local cache holds trees (a tree is many small files: one request
+    each would cost a fresh machine more than fetching the package again).
+    """
+    local = _local_now()
+    if local is None:
+        return False
+    try:
+        record = load(TreeAction, local.action_path(_tree_key(kind, material)))
+        if record is None or record.kind != kind or not record.files or not all(map(_safe_relative, record.files)):
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.parent / f".flash-sdk-restore-{os.getpid()}-{threading.get_native_id()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            for rel, entry in record.files.items():
+                dest = staging / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                if not local.fetch(entry.blob, dest):
+                    return False
+                os.chmod(dest, entry.mode & 0o777)
+            os.rename(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        _touch_action(local.action_path(_tree_key(kind, material)))
+        return True
+    except OSError as exc:
+        _early_warning(local, exc)
+        return False
+
+
+def store_tree(kind: str, material: str, root: Path, files: dict[str, BlobRecord]) -> None:
+    """Keep the tree at ``root`` (files as recorded) in the local cache for ``material``."""
+    local = _local_now()
+    if local is None or not files:
+        return
+    try:
+        for rel, record in files.items():
+            if not local.put_blob(root / rel, record.blob):
+                return  # changed since it was recorded: keep nothing
+        entries = {rel: TreeFile(blob=r.blob, mode=r.stamp.mode) for rel, r in files.items()}
+        target = local.action_path(_tree_key(kind, material))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(temporary_name(target.name))
+        tmp.write_text(TreeAction(kind=kind, files=entries).model_dump_json(), encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError as exc:
+        _early_warning(local, exc)
+
+
+def _local_now() -> LocalCache | None:
+    """The local cache as the settings say now (the SDK step runs before the archive's session)."""
+    chosen = settings()
+    return LocalCache(chosen.local_dir, chosen.max_bytes) if chosen.local_dir is not None else None
+
+
+def _early_warning(local: LocalCache, exc: OSError) -> None:
+    _EARLY.append(f"the shared cache {local.root} cannot be used ({exc.strerror or exc}); building without it")
+
+
+def _touch_action(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:
+        pass

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -70,7 +71,7 @@ def copy_verified(src: Path, dest: Path, blob: Blob) -> bool:
     mismatch nothing is left at ``dest`` and the answer is False. Raises
     ``OSError`` when ``src`` cannot be read or ``dest`` cannot be written.
     """
-    tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:12]}")
+    tmp = dest.with_name(temporary_name(dest.name))
     digest = hashlib.sha256()
     size = 0
     try:
@@ -89,6 +90,11 @@ def copy_verified(src: Path, dest: Path, blob: Blob) -> bool:
         tmp.unlink(missing_ok=True)
         raise
     return True
+
+
+def temporary_name(name: str) -> str:
+    """``.<name>.tmp-<pid>-<thread>``: the name the build's recovery knows to sweep after a kill."""
+    return f".{name}.tmp-{os.getpid()}-{threading.get_native_id()}"
 
 
 def _touch(path: Path) -> None:

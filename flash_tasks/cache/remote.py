@@ -21,15 +21,18 @@ import hashlib
 import http.client
 import os
 import time
-import uuid
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from ..store import Blob
+from .local import temporary_name
 
 #: Seconds to wait for a connection or for any single read or write.
 TIMEOUT = 1.0
+#: The same for uploads, which run after the artifact is published: a server may take a
+#: while to store (and check) a big blob before it answers.
+UPLOAD_TIMEOUT = 10.0
 #: A download slower than this (bytes per second), after the first TIMEOUT, is given up.
 MIN_RATE = 1 << 20
 CHUNK = 1 << 20
@@ -60,14 +63,14 @@ class RemoteCache:
             pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
             self.headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
         cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
-        conn = cls(self.host, self.port, timeout=self.timeout)
+        conn = cls(self.host, self.port, timeout=timeout)
         conn.blocksize = CHUNK
         return conn
 
     def _request(self, method: str, path: str, body: BinaryIO | bytes | None = None, size: int = 0) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-        conn = self._connection()
+        conn = self._connection(max(self.timeout, UPLOAD_TIMEOUT) if method == "PUT" else self.timeout)
         headers = dict(self.headers)
         if method == "PUT":
             headers["Content-Length"] = str(size)
@@ -110,7 +113,7 @@ class RemoteCache:
         """
         path = f"cas/{blob.sha256}"
         conn, response = self._request("GET", path)
-        tmp = dest.with_name(f".{dest.name}.tmp-remote-{uuid.uuid4().hex[:12]}")
+        tmp = dest.with_name(temporary_name(dest.name))
         try:
             if response.status == 404:
                 return "missing"
