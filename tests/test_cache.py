@@ -23,8 +23,7 @@ from typing import Any
 import pytest
 from wheelfactory import make_wheel
 
-import flash_tasks.archive as archive
-from flash_tasks import cache
+from flash_tasks import archive, cache
 from flash_tasks.cache.local import ActionRecord, LocalCache
 from flash_tasks.cli import main
 from flash_tasks.store import Blob
@@ -149,7 +148,7 @@ def test_second_app_compresses_nothing_and_is_byte_identical(builds: Builds, tmp
 
 
 def test_second_app_takes_the_sdk_from_the_cache(builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import flash_tasks.deps.sdk as sdk
+    from flash_tasks.deps import sdk
 
     fetched: list[str] = []
     real = sdk.bundle_runpod_flash
