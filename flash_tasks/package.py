@@ -366,9 +366,11 @@ def _build_archive(config: BuildConfig) -> None:
     fresh, cached = plan_segments(config)
     valid = _valid_segments(config, cached, config.verify)
     # -- shared caches (flash_tasks.cache): a missing segment may have been compressed elsewhere
-    from .cache import restore_segments
+    missing = [g.paths for g in cached if not all(p.name in valid for p in g.paths)]
+    if missing:  # (an edit rebuild misses none: it does not even load the cache module)
+        from .cache import restore_segments
 
-    valid.update(restore_segments(config, [g.paths for g in cached if not all(p.name in valid for p in g.paths)]))
+        valid.update(restore_segments(config, missing))
     # -- end shared caches
     # Files of distributions that share a top-level entry ship in the fresh segment: check them too.
     fresh_tops = {f.split("/", 1)[0] for f in fresh}
@@ -411,9 +413,10 @@ def _build_archive(config: BuildConfig) -> None:
         if old.name not in keep:
             _remove_any(old)
     # -- shared caches: keep what this build compressed for other apps and machines (the artifact is out)
-    from .cache import store_segments
+    if missing:
+        from .cache import store_segments
 
-    store_segments(config, [(g.paths, [index.segments[p.name].blob for p in g.paths]) for g in cached], {i.path.name for i in infos[1:]})
+        store_segments(config, [(g.paths, [index.segments[p.name].blob for p in g.paths]) for g in cached], {i.path.name for i in infos[1:]})
     # -- end shared caches
 
 

@@ -169,6 +169,19 @@ def test_second_app_takes_the_sdk_from_the_cache(builds: Builds, tmp_path: Path,
     builds.assert_clean(second)
 
 
+def test_an_edit_rebuild_does_not_load_the_caches(builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    app = make_app(tmp_path / "one")
+    builds.ok(app)
+    (app / "main.py").write_text((app / "main.py").read_text() + "# edited\n")
+    for name in [m for m in sys.modules if m == "flash_tasks.cache" or m.startswith("flash_tasks.cache.")]:
+        monkeypatch.delitem(sys.modules, name)
+    builds.ok(app)
+    assert "flash_tasks.cache" not in sys.modules
+    builds.assert_clean(app)
+
+
 def test_a_cache_off_compresses_everything(builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     builds.ok(make_app(tmp_path / "one"))
     monkeypatch.setenv("FLASH_TASKS_CACHE_MAX", "0")

@@ -317,7 +317,9 @@ def store_segments(config: BuildConfig, groups: list[tuple[list[Path], list[Blob
     ``groups`` are every distribution's segment paths with their blobs;
     ``compressed`` names the segment files this build compressed. Those go to
     the local cache and the remote; the other groups go to the local cache only
-    if it lacks them (an app built before the cache existed fills it too).
+    if it lacks them (so an app built before the cache existed fills it at its
+    next dependency change). Only called when some segment was missing: an edit
+    rebuild never loads this module.
     """
     global _UPLOADER, _LAST_STATS
     session = _session()
