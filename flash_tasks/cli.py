@@ -1,7 +1,7 @@
 """``flash``: the command line. It parses, runs a command and reports.
 
 Commands live in ``flash_tasks.commands``: ``build`` (also ``--watch``,
-``--explain``, ``--json``), ``init``, ``clean`` and ``inspect``.
+``--explain``, ``--json``), ``init``, ``clean``, ``inspect`` and ``cache``.
 
 Exit codes: 0 success, 1 a problem in the app, 2 a usage error, 3 a
 dependency resolution or download failure, 130 interrupted.

@@ -433,16 +433,31 @@ def test_corrupted_remote_object_is_ignored_and_rebuilt(dav: Callable[..., DavSe
     assert hashlib.sha256(victim.read_bytes()).hexdigest() == victim.name
 
 
-def test_server_down_costs_one_warning(builds: Builds, tmp_path: Path) -> None:
+def time_restores(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Seconds spent in each ``restore_segments`` call (where remote lookups wait)."""
+    waited: list[float] = []
+    real = cache.restore_segments
+
+    def timed(*args: Any) -> Any:
+        started = time.monotonic()
+        try:
+            return real(*args)
+        finally:
+            waited.append(time.monotonic() - started)
+
+    monkeypatch.setattr(cache, "restore_segments", timed)
+    return waited
+
+
+def test_server_down_costs_one_warning(builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"http://127.0.0.1:{_free_port()}"
     app = make_app(tmp_path / "one")
-    started = time.monotonic()
+    waited = time_restores(monkeypatch)
     err = builds.ok(app, "--remote-cache", url, "--color", "never")
-    took = time.monotonic() - started
     found = warnings_in(err)
     assert len(found) == 1 and "connection refused" in found[0], err
+    assert len(waited) == 1 and waited[0] < 2.0, waited
     builds.assert_clean(app)
-    assert took < 30
 
 
 def test_refused_token_costs_one_warning(dav: Callable[..., DavServer], builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -467,27 +482,14 @@ def test_slow_server_costs_at_most_two_seconds(dav: Callable[..., DavServer], bu
 
     server = dav(wrap=slow)
     app = make_app(tmp_path / "one")
-    waited: list[float] = []
-    real = cache.restore_segments
-
-    def timed(*args: Any) -> Any:
-        started = time.monotonic()
-        try:
-            return real(*args)
-        finally:
-            waited.append(time.monotonic() - started)
-
-    monkeypatch.setattr(cache, "restore_segments", timed)
-    started = time.monotonic()
+    waited = time_restores(monkeypatch)
     err = builds.ok(app, "--remote-cache", server.url, "--color", "never")
-    total = time.monotonic() - started
     found = warnings_in(err)
     assert len(found) == 1 and "timed out" in found[0], err
     # The first lookups (made in parallel), then the remote is left alone for the rest of the build.
     assert server.requests and all(r.startswith("GET /ac/") for r in server.requests), server.requests
     assert len(server.requests) <= min(len(DEPS), cache.FETCH_WORKERS)
-    assert sum(waited) < 2.0, waited
-    assert total < 30
+    assert len(waited) == 1 and waited[0] < 2.0, waited
     builds.assert_clean(app)
 
 
