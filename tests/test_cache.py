@@ -500,3 +500,39 @@ def test_temporaries_are_swept_after_a_kill(tmp_path: Path) -> None:
 
     assert TEMPORARY_NAMES.match(temporary_name("numpy-2.0-0123456789abcdef0123.1of1.gz"))
     assert TEMPORARY_NAMES.match(f".flash-sdk-restore-{os.getpid()}-1")
+
+
+def _big_blob(path: Path, mib: int) -> Blob:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "wb") as out:
+        for n in range(mib):
+            chunk = n.to_bytes(4, "big") * (1 << 18)
+            digest.update(chunk)
+            out.write(chunk)
+    return Blob(sha256=digest.hexdigest(), size=mib << 20)
+
+
+def test_blobs_are_streamed_not_loaded_whole(dav: Callable[..., DavServer], tmp_path: Path) -> None:
+    """Copying a blob out of either cache keeps a few MB in memory, whatever its size."""
+    import tracemalloc
+
+    from flash_tasks.cache.remote import RemoteCache
+
+    source = tmp_path / "big"
+    blob = _big_blob(source, 48)
+    local = LocalCache(tmp_path / "c", max_bytes=1 << 30)
+    assert local.put_blob(source, blob)
+    server = dav()
+    shutil.copyfile(source, server.root / "cas" / blob.sha256)
+    remote = RemoteCache(server.url)
+    tracemalloc.start()
+    try:
+        assert local.fetch(blob, tmp_path / "from-local")
+        assert remote.download(blob, tmp_path / "from-remote") == "ok"
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"peak {peak / 2**20:.1f} MiB"
+    assert (tmp_path / "from-local").read_bytes() == (tmp_path / "from-remote").read_bytes() == source.read_bytes()

@@ -237,7 +237,7 @@ def _restore_group(session: _Session, paths: list[Path]) -> dict[str, BlobRecord
     if local is not None:
         try:
             record = local.get_action(key)
-            usable = record is not None and record.name == paths[0].name and len(record.blobs) == len(paths)
+            usable = record is not None and (record.kind, record.name, len(record.blobs)) == (SEGMENT_KIND, paths[0].name, len(paths))
             if record is not None and usable and all(local.fetch(blob, path) for blob, path in zip(record.blobs, paths)):
                 with session.lock:
                     session.stats.local_hits += 1
