@@ -302,7 +302,9 @@ def _free_port() -> int:
 class DavServer:
     """WsgiDAV on 127.0.0.1 serving ``root`` (with ``cas/`` and ``ac/``), optionally behind a middleware."""
 
-    def __init__(self, root: Path, *, users: dict[str, str] | None = None, wrap: Callable[[Any], Any] | None = None) -> None:
+    def __init__(
+        self, root: Path, *, users: dict[str, str] | None = None, wrap: Callable[[Any], Any] | None = None, readonly: bool = False
+    ) -> None:
         from cheroot import wsgi
         from wsgidav.wsgidav_app import WsgiDAVApp
 
@@ -311,7 +313,7 @@ class DavServer:
         (root / "ac").mkdir(parents=True, exist_ok=True)
         config: dict[str, Any] = {
             "host": "127.0.0.1",
-            "provider_mapping": {"/": str(root)},
+            "provider_mapping": {"/": {"root": str(root), "readonly": readonly}},
             "verbose": 0,
             "logging": {"enable": False, "enable_loggers": []},
             "property_manager": None,
@@ -468,6 +470,17 @@ def test_refused_token_costs_one_warning(dav: Callable[..., DavServer], builds: 
     found = warnings_in(err)
     assert len(found) == 1 and "401" in found[0], err
     assert "wrong-token" not in err
+    assert server.objects("cas") == []
+    builds.assert_clean(app)
+
+
+def test_refused_upload_costs_one_warning(dav: Callable[..., DavServer], builds: Builds, tmp_path: Path) -> None:
+    server = dav(readonly=True)
+    app = make_app(tmp_path / "one")
+    err = builds.ok(app, "--remote-cache", server.url, "--color", "never")
+    found = warnings_in(err)
+    assert len(found) == 1 and "403" in found[0], err
+    assert [r for r in server.requests if r.startswith("PUT")], server.requests
     assert server.objects("cas") == []
     builds.assert_clean(app)
 

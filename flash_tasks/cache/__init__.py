@@ -194,7 +194,7 @@ class _Session:
         with self.lock:
             if self.remote is None:
                 return
-            self.warnings.append(f"remote cache: {exc}; building without it")
+            self.warnings.append(f"remote cache: {exc}; not used for the rest of this build")
             self.remote = None
 
 
