@@ -41,7 +41,7 @@ def cache_command(action: str, *, max_size: str | None, as_json: bool, console: 
             out.write(json.dumps(data, indent=2) + "\n")
             return 0
         console.line(f"{'Location':>12} {cache.root}")
-        console.line(f"{'Size':>12} {format_size(usage.blob_bytes)} of {format_size(cache.max_bytes)} ({usage.blobs} blobs, {usage.actions} segment records)")
+        console.line(f"{'Size':>12} {format_size(usage.blob_bytes)} of {format_size(cache.max_bytes)} ({usage.blobs} blobs, {usage.actions} records)")
         if chosen.remote_url:
             from ..cache.remote import redact
 
