@@ -549,3 +549,31 @@ def test_blobs_are_streamed_not_loaded_whole(dav: Callable[..., DavServer], tmp_
         tracemalloc.stop()
     assert peak < 8 << 20, f"peak {peak / 2**20:.1f} MiB"
     assert (tmp_path / "from-local").read_bytes() == (tmp_path / "from-remote").read_bytes() == source.read_bytes()
+
+
+@pytest.mark.slow
+def test_concurrent_builds_share_one_cache(builds: Builds, tmp_path: Path, cache_index: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two builds of different apps filling one empty cache at once: both correct, the cache whole."""
+    import subprocess
+    import sys
+
+    apps = [make_app(tmp_path / f"racer-{n}") for n in range(2)]
+    argv = ["--no-index", "--find-links", str(cache_index), "-q"]
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "flash_tasks", "build", "-C", str(app), *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for app in apps
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, f"{out}\n{err}"
+        assert not warnings_in(err) and "Traceback" not in err, err
+    root = Path(os.environ["FLASH_TASKS_CACHE_DIR"])
+    assert len(segment_records(root)) == len(DEPS)
+    assert not list((root / "v1" / "tmp").iterdir())
+    for app in apps:
+        builds.assert_clean(app)
+    compressions = Compressions(monkeypatch)
+    third = make_app(tmp_path / "third")
+    builds.ok(third)
+    assert compressions.dependency_segments() == 0
+    builds.assert_clean(third)
