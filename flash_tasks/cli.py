@@ -1,7 +1,7 @@
 """``flash``: the command line. It parses, runs a command and reports.
 
 Commands live in ``flash_tasks.commands``: ``build`` (also ``--watch``,
-``--explain``, ``--json``), ``init``, ``clean`` and ``inspect``. Every other
+``--explain``, ``--json``), ``init``, ``clean``, ``inspect`` and ``cache``. Every other
 command is runpod-flash's and is handed to its own CLI (``forward``).
 
 Global options (``--color``, ``-q``) go before or after the command. A
@@ -199,6 +199,16 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--explain", action="store_true", help="say why each task ran (which input changed) or was skipped")
     build.add_argument("--json", action="store_true", help="print only a JSON result (or error) on stdout")
     build.add_argument("-v", "--verbose", action="store_true", help="show each task run or skipped and why, and tracebacks")
+    # -- shared caches (flash_tasks.cache)
+    build.add_argument("--cache-dir", default=None, metavar="DIR", help="the shared segment cache (default: FLASH_TASKS_CACHE_DIR, else ~/.cache/flash-tasks)")
+    build.add_argument("--remote-cache", default=None, metavar="URL", help="a Bazel HTTP cache for dependency segments (default: FLASH_TASKS_REMOTE_CACHE)")
+    build.add_argument("--remote-cache-read-only", action="store_true", help="download from the remote cache, never upload")
+    cache = command("cache", "show, prune or clear the shared cache", "Look after the shared per-user cache of compressed dependency segments.", "")
+    cache.add_argument("action", choices=("info", "prune", "clear"), help="info: where and how big; prune: evict least recently used to the limit; clear: empty it")
+    cache.add_argument("--cache-dir", default=None, metavar="DIR", help="the cache folder (default: FLASH_TASKS_CACHE_DIR, else ~/.cache/flash-tasks)")
+    cache.add_argument("--max", default=None, metavar="SIZE", help="prune to this size (default: FLASH_TASKS_CACHE_MAX, else 5G)")
+    cache.add_argument("--json", action="store_true", help="info as JSON")
+    # -- end shared caches
 
     init = command(
         "init",
@@ -262,11 +272,20 @@ def cmd_build(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         raise UsageError("-q and -v cannot be combined")
     options = BuildOptions(json=args.json, quiet=args.quiet, verbose=args.verbose, explain=args.explain, color=args.color)
     config = _build_config(args)
-    if args.watch:
-        from .commands.watch import watch
+    # Shared caches (flash_tasks.cache, loaded only when used): the command line's choices, then uploads joined.
+    if args.cache_dir or args.remote_cache or args.remote_cache_read_only or "flash_tasks.cache" in sys.modules:
+        from .cache import configure
 
-        return watch(config, options, out, err)
-    return build_once(config, options, out, err)
+        configure(cache_dir=args.cache_dir, remote_url=args.remote_cache, read_only=args.remote_cache_read_only)
+    try:
+        if args.watch:
+            from .commands.watch import watch
+
+            return watch(config, options, out, err)
+        return build_once(config, options, out, err)
+    finally:
+        if "flash_tasks.cache" in sys.modules:
+            sys.modules["flash_tasks.cache"].finish(None if args.quiet else err)
 
 
 def cmd_init(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
@@ -303,7 +322,16 @@ def cmd_inspect(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     )
 
 
-COMMANDS = {"build": cmd_build, "init": cmd_init, "clean": cmd_clean, "inspect": cmd_inspect}
+def cmd_cache(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from . import cache
+    from .commands.cache import cache_command
+    from .commands.output import Console
+
+    cache.configure(cache_dir=args.cache_dir)
+    return cache_command(args.action, max_size=args.max, as_json=args.json, console=Console.create(out, args.color), out=out)
+
+
+COMMANDS = {"build": cmd_build, "init": cmd_init, "clean": cmd_clean, "inspect": cmd_inspect, "cache": cmd_cache}
 
 
 def _color_from_argv(argv: Sequence[str]) -> str:

@@ -382,6 +382,13 @@ def _build_archive(config: BuildConfig) -> None:
     _ensure_fresh(config)
     fresh, cached = plan_segments(config)
     valid = _valid_segments(config, cached, config.verify)
+    # -- shared caches (flash_tasks.cache): a missing segment may have been compressed elsewhere
+    missing = [g.paths for g in cached if not all(p.name in valid for p in g.paths)]
+    if missing:  # (an edit rebuild misses none: it does not even load the cache module)
+        from .cache import restore_segments
+
+        valid.update(restore_segments(config, missing))
+    # -- end shared caches
     # Files of distributions that share a top-level entry ship in the fresh segment: check them too.
     fresh_tops = {f.split("/", 1)[0] for f in fresh}
     fresh_expect: dict[str, str | None] = {}
@@ -422,6 +429,12 @@ def _build_archive(config: BuildConfig) -> None:
     for old in paths.segments.glob("*.gz"):
         if old.name not in keep:
             _remove_any(old)
+    # -- shared caches: keep what this build compressed for other apps and machines (the artifact is out)
+    if missing:
+        from .cache import store_segments
+
+        store_segments(config, [(g.paths, [index.segments[p.name].blob for p in g.paths]) for g in cached], {i.path.name for i in infos[1:]})
+    # -- end shared caches
 
 
 def publish(config: BuildConfig, prefix: list[Path], prefix_members: list[Blob], fresh: Path, tail: list[Blob]) -> None:

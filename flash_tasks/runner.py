@@ -16,6 +16,7 @@ import contextlib
 import io
 import os
 import re
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -403,6 +404,9 @@ def run_tasks(
     report.ran = [e.name for e in log.events if e.status == "run"]
     report.skipped = [e.name for e in log.events if e.status == "skipped"]
     report.warnings = read_json(config.paths.warnings_json, [])
+    cache = sys.modules.get("flash_tasks.cache")  # loaded by the archive step if it ran
+    if cache is not None:
+        report.warnings = [*report.warnings, *cache.take_warnings()]  # a shared cache that failed
     from .package import repairs_path
 
     repairs = read_json(repairs_path(config), [])

@@ -44,3 +44,11 @@ def _isolated_uv_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 def index_args(local_index: Path) -> list[str]:
     """CLI flags that point a build at the local index only."""
     return ["--no-index", "--find-links", str(local_index)]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_flash_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own empty shared cache, never the developer's ~/.cache, and no remote cache."""
+    monkeypatch.setenv("FLASH_TASKS_CACHE_DIR", str(tmp_path_factory.mktemp("flash-cache")))
+    for name in ("FLASH_TASKS_CACHE_MAX", "FLASH_TASKS_REMOTE_CACHE", "FLASH_TASKS_REMOTE_CACHE_TOKEN", "FLASH_TASKS_REMOTE_CACHE_READ_ONLY"):
+        monkeypatch.delenv(name, raising=False)

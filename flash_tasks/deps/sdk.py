@@ -87,9 +87,18 @@ def bundle_sdk(config: BuildConfig, settings: Any) -> None:
     cached = load(TreeRecord, cache_record)
     if not cached or not tree_intact(cache, cached, verify=config.verify) or sorted(cached.files) != _package_files(cache):
         _remove(cache)
-        bundle_runpod_flash(cache, settings, version=config.runpod_flash_version)
+        # -- shared cache (flash_tasks.cache): the same SDK, already fetched for another app
+        from ..cache import restore_tree, store_tree
+
+        material = repr((config.runpod_flash_version, settings.index.model_dump(mode="json")))
+        restored = restore_tree("sdk", material, cache)
+        if not restored:
+            bundle_runpod_flash(cache, settings, version=config.runpod_flash_version)
         cached = record_tree(cache, _package_files(cache))
         save(cache_record, cached)
+        if not restored:
+            store_tree("sdk", material, cache, cached.files)
+        # -- end shared cache
     from ..handlers import RESOURCE_CONFIG_PATH
 
     # The resource-config module is the handlers phase's (it replaces the SDK's placeholder).
