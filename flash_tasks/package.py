@@ -308,7 +308,7 @@ def _valid_segments(config: BuildConfig, cached: list[DistSegments], verify: boo
             record = check_file(path, known, verify=verify)
             if record is None:
                 if known is not None or os.path.lexists(path):
-                    REPAIRS.append(f"cached segment {path.name} failed its check: compressed again")
+                    REPAIRS.append(f"cached segment {path.name} failed its check: made again")
                 _remove_any(path)
             else:
                 valid[path.name] = record
