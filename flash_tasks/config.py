@@ -28,7 +28,9 @@ DEFAULT_EPOCH = 315532800
 
 def normalize_name(name: str) -> str:
     """PEP 503 normalisation of a distribution name."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+    from packaging.utils import canonicalize_name
+
+    return canonicalize_name(name)
 
 
 class BuildConfig(BaseModel):

@@ -63,7 +63,6 @@ _HOMES = {
     "load_install_state": "installer",
     "lock_group": "locks",
     "lock_inputs_digest": "locks",
-    "normalize_name": "settings",
     "parse_endpoint_dependencies": "requirements",
     "parse_exclude_option": "settings",
     "parse_requirement": "requirements",
@@ -114,7 +113,6 @@ if TYPE_CHECKING:
         SDK_NAMES,
         DepsSettings,
         IndexSettings,
-        normalize_name,
         parse_exclude_option,
     )
     from .size import SizeReport, check_size
@@ -159,7 +157,6 @@ __all__ = [
     "load_install_state",
     "lock_group",
     "lock_inputs_digest",
-    "normalize_name",
     "parse_endpoint_dependencies",
     "parse_exclude_option",
     "parse_requirement",

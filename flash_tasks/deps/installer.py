@@ -11,11 +11,13 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 from pydantic import Field
 
 from ..errors import DependencyError
 from .locks import ExcludedPackage, LockEntry, _write_atomic, read_lock
-from .settings import _NAME_RE, LOCK_FORMAT, DepsSettings, _Model, normalize_name
+from .settings import LOCK_FORMAT, DepsSettings, _Model
 from .uv import _OFFLINE_MISS_RE, _dependency_error, _run_uv, _target_args, _UvRun
 
 # ---------------------------------------------------------------------------
@@ -130,7 +132,7 @@ def _scan_dist_infos(build_dir: Path) -> dict[str, Path]:
     for entry in build_dir.iterdir():
         if entry.is_dir() and entry.name.endswith(".dist-info"):
             name = entry.name[: -len(".dist-info")].rsplit("-", 1)[0]
-            found[normalize_name(name)] = entry
+            found[canonicalize_name(name)] = entry
     return found
 
 
@@ -222,9 +224,12 @@ def _missing_excluded(stderr: str, excluded: Mapping[str, str]) -> dict[str, lis
     """From uv's ``--strict`` warnings: distribution -> excluded names it needs on the target."""
     found: dict[str, list[str]] = {}
     for match in _MISSING_DEP_RE.finditer(stderr):
-        name_match = _NAME_RE.match(match.group("req"))
-        if name_match and normalize_name(name_match.group(0)) in excluded:
-            found.setdefault(normalize_name(match.group("dist")), []).append(normalize_name(name_match.group(0)))
+        try:
+            needed = canonicalize_name(Requirement(match.group("req")).name)
+        except InvalidRequirement:
+            continue
+        if needed in excluded:
+            found.setdefault(canonicalize_name(match.group("dist")), []).append(needed)
     return found
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
+from packaging.utils import InvalidName, canonicalize_name
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import UsageError
@@ -30,14 +31,8 @@ LOCK_FORMAT = 1
 PythonVersion = Literal["3.10", "3.11", "3.12"]
 ExclusionReason = Literal["always", "user", "sdk"]
 
-_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
 _GROUP_FILE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _PLATFORM_RE = re.compile(r"x86_64-(?:manylinux(?:2014|_2_\d+)|unknown-linux-gnu)")
-
-
-def normalize_name(name: str) -> str:
-    """PEP 503 form of a project name, so ``Foo_Bar`` and ``foo-bar`` compare equal."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 # ---------------------------------------------------------------------------
@@ -141,9 +136,10 @@ def _normalized_names(parts: Iterable[str]) -> tuple[str, ...]:
     for raw in (part.strip() for part in parts):
         if not raw:
             continue
-        if not _NAME_RE.fullmatch(raw):
-            raise ValueError(f"{raw!r} is not a package name")
-        names.add(normalize_name(raw))
+        try:
+            names.add(canonicalize_name(raw, validate=True))
+        except InvalidName:
+            raise ValueError(f"{raw!r} is not a package name") from None
     return tuple(sorted(names))
 
 

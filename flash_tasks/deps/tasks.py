@@ -67,13 +67,12 @@ class LockPlan:
 
 def refuse_local_project(text: str, origin: str) -> None:
     """Flash installs wheels only: a requirement on a local folder or archive would need a build."""
-    import re
+    from packaging.requirements import Requirement
 
     from ..errors import DependencyError
 
-    target = text.split(";", 1)[0].strip()
-    local = re.search(r"@\s*file:", target) or target.startswith((".", "/", "~")) or re.search(r"\.(tar\.gz|zip|tgz)$", target)
-    if local:
+    url = Requirement(text).url or ""  # the text was checked when it was read
+    if url.startswith("file:") or url.endswith((".tar.gz", ".zip", ".tgz")):
         path, _, line = origin.rpartition(":")
         raise DependencyError(
             f"requirement {text!r} points at a local project or archive, which would have to be built from source",
@@ -119,7 +118,6 @@ def lock_group_action(config: BuildConfig, group: str) -> None:
 
 def install_action(config: BuildConfig, groups: list[str]) -> None:
     from .installer import check_overlaps, install
-    from .settings import normalize_name
     from .locks import combine_locks
     from .sdk import bundle_sdk
 
@@ -129,7 +127,7 @@ def install_action(config: BuildConfig, groups: list[str]) -> None:
     combine_locks(specs, plan.settings, {g: lay.group(g) for g in plan.groups}, lay.combined)
     config.paths.build.mkdir(parents=True, exist_ok=True)
     # Only what the app asked for directly gets a REQUESTED marker, as pip writes them.
-    requested = frozenset(normalize_name(spec.name) for group in specs for spec in group.requirements)
+    requested = frozenset(spec.name for group in specs for spec in group.requirements)
     result = install(
         lay.combined,
         config.paths.build,

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from ..errors import BuildError, DependencyError, FlashError
 from .requirements import RequirementSpec
-from .settings import DepsSettings, normalize_name
+from .settings import DepsSettings
 
 _ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
@@ -209,7 +211,7 @@ def _first_cause(stderr: str) -> str:
 
 
 def _locate(name: str, specs: Sequence[RequirementSpec]) -> tuple[str | None, int | None]:
-    wanted = normalize_name(name)
+    wanted = canonicalize_name(name)
     for spec in specs:
         if spec.name == wanted:
             return spec.location()
