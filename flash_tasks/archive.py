@@ -77,6 +77,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from flash_tasks import catalog
 from flash_tasks.errors import BuildError
 
 __all__ = [
@@ -106,8 +107,8 @@ FORMAT_VERSION = 1
 #: the earliest time a zip (wheel) can record, a common reproducible default.
 DEFAULT_MTIME = 315532800
 
-#: The reference's limit: it fails when the archive is over 1500 MiB.
-MAX_ARCHIVE_BYTES = 1500 * 1024 * 1024
+#: The reference's limit: it fails when the archive is over this many bytes.
+MAX_ARCHIVE_BYTES = catalog.MAX_ARTIFACT_MB * 1024 * 1024
 
 #: Size of the uncompressed slices fed to the compressor. Fixed slice
 #: boundaries keep the output independent of how files happen to be read.

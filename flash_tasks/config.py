@@ -21,7 +21,6 @@ from .errors import UsageError
 DEFAULT_ARTIFACT = "artifact.tar.gz"
 #: Names in .flash/ that belong to the tool; an artifact may not take them (nor any dot-name).
 RESERVED_NAMES = frozenset({"flash_manifest.json", "locks", "last-build.json"})
-DEFAULT_RUNPOD_FLASH_VERSION = "1.21.0"
 #: Fixed timestamp used when SOURCE_DATE_EPOCH is not set (1980-01-01, the zip epoch).
 DEFAULT_EPOCH = 315532800
 
@@ -44,7 +43,7 @@ class BuildConfig(BaseModel):
     exclude: tuple[str, ...] = ()
     python_version: str | None = None
     #: The SDK bundled into the artifact (see ``_sdk_version_from_pyproject``).
-    runpod_flash_version: str = DEFAULT_RUNPOD_FLASH_VERSION
+    runpod_flash_version: str = catalog.DEFAULT_RUNPOD_FLASH_VERSION
     upgrade: bool = False
     #: Re-read every cached piece instead of trusting unchanged stamps (``--verify``).
     verify: bool = False
@@ -60,10 +59,10 @@ class BuildConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _sdk_version_from_pyproject(cls, data: Any) -> Any:
-        """``--runpod-flash-version`` > the app's ``[tool.flash-tasks] runpod-flash-version`` > 1.21.0."""
+        """``--runpod-flash-version`` > the app's ``[tool.flash-tasks] runpod-flash-version`` > the catalog's."""
         if isinstance(data, dict) and data.get("runpod_flash_version") is None:
             data = dict(data)
-            data["runpod_flash_version"] = _pyproject_sdk_version(Path(data.get("app_dir", "."))) or DEFAULT_RUNPOD_FLASH_VERSION
+            data["runpod_flash_version"] = _pyproject_sdk_version(Path(data.get("app_dir", "."))) or catalog.DEFAULT_RUNPOD_FLASH_VERSION
         if isinstance(data, dict) and data.get("project_dependencies") is None:
             data = dict(data)
             data["project_dependencies"] = _pyproject_project_dependencies(Path(data.get("app_dir", ".")))

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +24,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flash_tasks import deps
+from flash_tasks import catalog, deps
 from flash_tasks.deps import (
     CollectedRequirements,
     DepsSettings,
@@ -48,6 +49,7 @@ from flash_tasks.deps import (
 )
 from flash_tasks.deps import installer as deps_installer
 from flash_tasks.deps import locks as deps_locks
+from flash_tasks.deps import settings as deps_settings
 from flash_tasks.deps import uv as deps_uv
 from flash_tasks.errors import BuildError, DependencyError, UsageError
 
@@ -196,6 +198,11 @@ def test_names_are_normalised_for_exclusion() -> None:
     }
     with pytest.raises(UsageError):
         parse_exclude_option("good,bad name")
+
+
+def test_target_pythons_are_the_catalogs() -> None:
+    assert typing.get_args(deps_settings.PythonVersion) == catalog.SUPPORTED_PYTHON_VERSIONS
+    assert DepsSettings().python_version == catalog.DEFAULT_PYTHON_VERSION == "3.12"
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 
 #: Where each public name lives. Loaded on first use: a no-op build needs only a few of them.
 _HOMES = {
-    "ALWAYS_EXCLUDED": "settings",
     "CollectedRequirements": "requirements",
     "DEFAULT_PLATFORM": "settings",
     "DepsSettings": "settings",
@@ -49,8 +48,6 @@ _HOMES = {
     "LockFile": "locks",
     "LockLayout": "locks",
     "LockResult": "locks",
-    "MAX_ARCHIVE_MB": "settings",
-    "RUNPOD_FLASH_VERSION": "settings",
     "RequirementSpec": "requirements",
     "SDK_NAMES": "settings",
     "SizeReport": "size",
@@ -105,11 +102,8 @@ if TYPE_CHECKING:
     )
     from .sdk import bundle_runpod_flash
     from .settings import (
-        ALWAYS_EXCLUDED,
         DEFAULT_PLATFORM,
         LOCK_FORMAT,
-        MAX_ARCHIVE_MB,
-        RUNPOD_FLASH_VERSION,
         SDK_NAMES,
         DepsSettings,
         IndexSettings,
@@ -128,11 +122,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "ALWAYS_EXCLUDED",
     "DEFAULT_PLATFORM",
     "LOCK_FORMAT",
-    "MAX_ARCHIVE_MB",
-    "RUNPOD_FLASH_VERSION",
     "SDK_NAMES",
     "CollectedRequirements",
     "DepsSettings",

@@ -10,21 +10,17 @@ from typing import Literal
 from packaging.utils import InvalidName, canonicalize_name
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .. import catalog
 from ..errors import UsageError
 
 # ---------------------------------------------------------------------------
 # Constants
 # ---------------------------------------------------------------------------
 
-#: Shipped by the GPU worker images and far too large for an artifact.
-ALWAYS_EXCLUDED: tuple[str, ...] = ("torch", "torchvision", "torchaudio", "triton")
 #: The Flash SDK: the worker image already has it and its dependency tree.
 SDK_NAMES: tuple[str, ...] = ("runpod-flash",)
-RUNPOD_FLASH_VERSION = "1.21.0"
 #: uv's target for the worker: accepts manylinux_2_28 down to manylinux2014/_2_17 wheels.
 DEFAULT_PLATFORM = "x86_64-manylinux_2_28"
-#: Runpod refuses artifacts above this many MiB.
-MAX_ARCHIVE_MB = 1500
 #: Bumped whenever the lock or state layout changes, so old files are redone.
 LOCK_FORMAT = 1
 
@@ -76,9 +72,9 @@ class DepsSettings(_Model):
     mode, progress) only changes how the work is done.
     """
 
-    python_version: PythonVersion = "3.12"
+    python_version: PythonVersion = catalog.DEFAULT_PYTHON_VERSION
     python_platform: str = DEFAULT_PLATFORM
-    #: The user's ``--exclude`` names, on top of ``ALWAYS_EXCLUDED``.
+    #: The user's ``--exclude`` names, on top of ``catalog.ALWAYS_EXCLUDED``.
     exclude: tuple[str, ...] = ()
     no_deps: bool = False
     index: IndexSettings = Field(default_factory=IndexSettings)
@@ -112,7 +108,7 @@ class DepsSettings(_Model):
     def excluded(self) -> dict[str, ExclusionReason]:
         """Normalised name -> why it never enters a resolution."""
         reasons: dict[str, ExclusionReason] = {name: "user" for name in self.exclude}
-        reasons.update({name: "always" for name in ALWAYS_EXCLUDED})
+        reasons.update({name: "always" for name in catalog.ALWAYS_EXCLUDED})
         reasons.update({name: "sdk" for name in SDK_NAMES})
         return reasons
 

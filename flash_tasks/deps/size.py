@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .installer import InstallState
-from .settings import MAX_ARCHIVE_MB, _Model
+from .. import catalog
+from .settings import _Model
 
 # ---------------------------------------------------------------------------
 # Size
@@ -30,7 +31,7 @@ class SizeReport(_Model):
 
 
 def check_size(
-    state: InstallState, *, archive_bytes: int | None = None, limit_mb: int = MAX_ARCHIVE_MB, top: int = 10
+    state: InstallState, *, archive_bytes: int | None = None, limit_mb: int = catalog.MAX_ARTIFACT_MB, top: int = 10
 ) -> SizeReport:
     """The ``top`` biggest installed distributions, to explain an archive over ``limit_mb`` MiB.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .. import catalog
 from ..config import BuildConfig
 from ..stage import read_json, write_bytes_atomic, write_json
 
@@ -19,7 +20,7 @@ def settings_for(config: BuildConfig, python_version: str | None) -> Any:
     from .settings import DepsSettings, IndexSettings
 
     return DepsSettings(
-        python_version=python_version or "3.12",
+        python_version=python_version or catalog.DEFAULT_PYTHON_VERSION,
         exclude=config.exclude,
         no_deps=config.no_deps,
         index=IndexSettings(index_url=config.index_url, find_links=config.find_links, no_index=config.no_index),
