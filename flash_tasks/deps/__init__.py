@@ -19,8 +19,7 @@ The work is split into steps that a build graph can skip independently:
 4. ``install`` makes the build folder match that lock: it removes what left the
    lock (exactly the files in their RECORD), installs only what is new, and keeps
    a state file with per-distribution sizes and content hashes for the archiver.
-5. ``bundle_runpod_flash`` ships the SDK's own package folder; ``check_size``
-   explains an oversized artifact.
+5. ``bundle_runpod_flash`` ships the SDK's own package folder.
 
 uv does the resolving and installing. Its messages are mapped to
 ``DependencyError`` (exit code 3) for what the index cannot satisfy and to
@@ -50,18 +49,14 @@ _HOMES = {
     "LockResult": "locks",
     "RequirementSpec": "requirements",
     "SDK_NAMES": "settings",
-    "SizeReport": "size",
     "bundle_runpod_flash": "sdk",
-    "check_size": "size",
     "collect_app_requirements": "requirements",
     "combine_locks": "locks",
-    "distribution_files": "installer",
     "install": "installer",
     "load_install_state": "installer",
     "lock_group": "locks",
     "lock_inputs_digest": "locks",
     "parse_endpoint_dependencies": "requirements",
-    "parse_exclude_option": "settings",
     "parse_requirement": "requirements",
     "plan_groups": "requirements",
     "read_lock": "locks",
@@ -74,7 +69,6 @@ if TYPE_CHECKING:
         InstalledDistribution,
         InstallResult,
         InstallState,
-        distribution_files,
         install,
         load_install_state,
     )
@@ -107,9 +101,7 @@ if TYPE_CHECKING:
         SDK_NAMES,
         DepsSettings,
         IndexSettings,
-        parse_exclude_option,
     )
-    from .size import SizeReport, check_size
 
 
 def __getattr__(name: str) -> Any:
@@ -138,18 +130,14 @@ __all__ = [
     "LockLayout",
     "LockResult",
     "RequirementSpec",
-    "SizeReport",
     "bundle_runpod_flash",
-    "check_size",
     "collect_app_requirements",
     "combine_locks",
-    "distribution_files",
     "install",
     "load_install_state",
     "lock_group",
     "lock_inputs_digest",
     "parse_endpoint_dependencies",
-    "parse_exclude_option",
     "parse_requirement",
     "plan_groups",
     "read_lock",

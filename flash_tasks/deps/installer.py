@@ -107,12 +107,6 @@ def _parse_record(text: str) -> list[tuple[str, str, str]]:
     ]
 
 
-def distribution_files(build_dir: Path, dist: InstalledDistribution) -> list[str]:
-    """Paths (relative to ``build_dir``) of one distribution's files, from its RECORD."""
-    record = build_dir / dist.dist_info / "RECORD"
-    return [path for path, _, _ in _parse_record(record.read_text(encoding="utf-8"))]
-
-
 def _inside(build_dir: Path, relative: str) -> Path | None:
     """``build_dir / relative`` if that stays inside the build folder (RECORD paths may say ``..``).
 

@@ -11,7 +11,6 @@ from packaging.utils import InvalidName, canonicalize_name
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .. import catalog
-from ..errors import UsageError
 
 # ---------------------------------------------------------------------------
 # Constants
@@ -138,13 +137,3 @@ def _normalized_names(parts: Iterable[str]) -> tuple[str, ...]:
             raise ValueError(f"{raw!r} is not a package name") from None
     return tuple(sorted(names))
 
-
-def parse_exclude_option(value: str | None) -> tuple[str, ...]:
-    """``--exclude a,B_c`` -> ``("a", "b-c")``; a malformed name is a usage error."""
-    try:
-        return _normalized_names((value or "").split(","))
-    except ValueError as exc:
-        raise UsageError(
-            f"--exclude: {exc}",
-            hint="give comma-separated distribution names, e.g. --exclude transformers,scipy",
-        ) from None
