@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,22 @@ RESERVED_NAMES = frozenset({"flash_manifest.json", "locks", "last-build.json"})
 DEFAULT_EPOCH = 315532800
 
 
-def normalize_name(name: str) -> str:
-    """PEP 503 normalisation of a distribution name."""
-    from packaging.utils import canonicalize_name
+def exclusion_names(parts: Iterable[str]) -> tuple[str, ...]:
+    """``--exclude`` names in PEP 503 form, sorted and unique; a malformed name is a usage error."""
+    from packaging.utils import InvalidName, canonicalize_name
 
-    return canonicalize_name(name)
+    names: set[str] = set()
+    for raw in (part.strip() for part in parts):
+        if not raw:
+            continue
+        try:
+            names.add(canonicalize_name(raw, validate=True))
+        except InvalidName:
+            raise UsageError(
+                f"--exclude: {raw!r} is not a package name",
+                hint="give comma-separated distribution names, e.g. --exclude transformers,scipy",
+            ) from None
+    return tuple(sorted(names))
 
 
 class BuildConfig(BaseModel):
@@ -114,8 +126,7 @@ class BuildConfig(BaseModel):
     @field_validator("exclude")
     @classmethod
     def _normalize_excludes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        names = {normalize_name(v.strip()) for v in value if v.strip()}
-        return tuple(sorted(names))
+        return exclusion_names(value)
 
     # -- derived ---------------------------------------------------------------
 

@@ -47,7 +47,7 @@ from flash_tasks.deps import installer as deps_installer
 from flash_tasks.deps import locks as deps_locks
 from flash_tasks.deps import settings as deps_settings
 from flash_tasks.deps import uv as deps_uv
-from flash_tasks.errors import BuildError, DependencyError
+from flash_tasks.errors import BuildError, DependencyError, UsageError
 
 try:
     from tests.wheelfactory import make_sdist, make_wheel
@@ -192,7 +192,7 @@ def test_names_are_normalised_for_exclusion() -> None:
         "triton": "always",
         "runpod-flash": "sdk",
     }
-    with pytest.raises(ValueError, match="'bad name' is not a package name"):
+    with pytest.raises(UsageError, match="'bad name' is not a package name"):
         DepsSettings(exclude="good,bad name")
 
 

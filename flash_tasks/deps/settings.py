@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from packaging.utils import InvalidName, canonicalize_name
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .. import catalog
+from ..config import exclusion_names
 
 # ---------------------------------------------------------------------------
 # Constants
@@ -95,7 +94,7 @@ class DepsSettings(_Model):
     @field_validator("exclude")
     @classmethod
     def _normalize_exclude(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _normalized_names(value)
+        return exclusion_names(value)
 
     @field_validator("python_platform")
     @classmethod
@@ -124,16 +123,4 @@ class DepsSettings(_Model):
 
     def target_label(self) -> str:
         return f"CPython {self.python_version} on {self.python_platform}"
-
-
-def _normalized_names(parts: Iterable[str]) -> tuple[str, ...]:
-    names: set[str] = set()
-    for raw in (part.strip() for part in parts):
-        if not raw:
-            continue
-        try:
-            names.add(canonicalize_name(raw, validate=True))
-        except InvalidName:
-            raise ValueError(f"{raw!r} is not a package name") from None
-    return tuple(sorted(names))
 
