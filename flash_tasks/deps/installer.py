@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -18,7 +17,7 @@ from pydantic import Field
 from ..errors import DependencyError
 from .locks import ExcludedPackage, LockEntry, _write_atomic, read_lock
 from .settings import LOCK_FORMAT, DepsSettings, _Model
-from .uv import _OFFLINE_MISS_RE, _dependency_error, _run_uv, _target_args, _UvRun
+from .uv import _dependency_error, _run_uv, _target_args, _UvRun, uv_says, uv_says_all
 
 # ---------------------------------------------------------------------------
 # Installing
@@ -211,13 +210,10 @@ def _describe(
     )
 
 
-_MISSING_DEP_RE = re.compile(r"The package `(?P<dist>[^`]+)` requires `(?P<req>[^`]+)`, but it's not installed")
-
-
 def _missing_excluded(stderr: str, excluded: Mapping[str, str]) -> dict[str, list[str]]:
     """From uv's ``--strict`` warnings: distribution -> excluded names it needs on the target."""
     found: dict[str, list[str]] = {}
-    for match in _MISSING_DEP_RE.finditer(stderr):
+    for match in uv_says_all("missing-dependency", stderr):
         try:
             needed = canonicalize_name(Requirement(match.group("req")).name)
         except InvalidRequirement:
@@ -248,7 +244,7 @@ def _install_entries(entries: Sequence[LockEntry], build_dir: Path, settings: De
         ]
         run = _run_uv([*args, "--offline"], settings, cwd=workdir, quiet=True)
         went_online = False
-        if run.returncode != 0 and _OFFLINE_MISS_RE.search(run.stderr):
+        if run.returncode != 0 and uv_says("offline-miss", run.stderr):
             went_online = True
             run = _run_uv(args, settings, cwd=workdir)
     if not lock_existed:

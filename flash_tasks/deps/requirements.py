@@ -97,8 +97,7 @@ _INCLUDE_RE = re.compile(r"^(-r|--requirement|-c|--constraint)(?:\s*=\s*|\s+|(?<
 _HASH_OPTION_RE = re.compile(r"\s+--hash(?:=|\s+)\S+")
 #: pip options that select indexes or wheel policy: reported, not applied.
 _IGNORED_OPTIONS = frozenset(
-    "-i --index-url --extra-index-url -f --find-links --no-index --trusted-host --pre"
-    " --prefer-binary --only-binary --no-binary --require-hashes --use-feature".split()
+    ["-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--no-index", "--trusted-host", "--pre", "--prefer-binary", "--only-binary", "--no-binary", "--require-hashes", "--use-feature"]
 )
 
 

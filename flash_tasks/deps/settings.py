@@ -105,9 +105,9 @@ class DepsSettings(_Model):
 
     def excluded(self) -> dict[str, ExclusionReason]:
         """Normalised name -> why it never enters a resolution."""
-        reasons: dict[str, ExclusionReason] = {name: "user" for name in self.exclude}
-        reasons.update({name: "always" for name in catalog.ALWAYS_EXCLUDED})
-        reasons.update({name: "sdk" for name in SDK_NAMES})
+        reasons: dict[str, ExclusionReason] = dict.fromkeys(self.exclude, "user")
+        reasons.update(dict.fromkeys(catalog.ALWAYS_EXCLUDED, "always"))
+        reasons.update(dict.fromkeys(SDK_NAMES, "sdk"))
         return reasons
 
     def resolution_key(self) -> dict[str, object]:
