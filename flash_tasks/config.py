@@ -8,7 +8,6 @@ Paths derived from it live here too, so every phase agrees on the layout of
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
@@ -83,8 +82,15 @@ class BuildConfig(BaseModel):
     @field_validator("runpod_flash_version")
     @classmethod
     def _version_shape(cls, value: str) -> str:
-        if not re.fullmatch(r"\d+(\.\d+)*([a-z0-9.+-]*)", value):
-            raise UsageError(f"runpod-flash version {value!r} is not a version number", hint="e.g. 1.21.0")
+        from packaging.version import InvalidVersion, Version
+
+        try:
+            Version(value)
+        except InvalidVersion:
+            raise UsageError(
+                f"runpod-flash version {value!r} is not a version number",
+                hint=f"e.g. {catalog.DEFAULT_RUNPOD_FLASH_VERSION}",
+            ) from None
         return value
 
     @field_validator("app_dir")

@@ -44,3 +44,18 @@ def test_exclusions_are_normalised_the_same_everywhere(tmp_path: Path) -> None:
         with pytest.raises(UsageError) as info:
             make()
         assert info.value.exit_code == 2 and "'no way'" in info.value.message
+
+
+@pytest.mark.parametrize("version", ["1.21.0", "1.22.0rc1", "2.0.post1", "1!3.0"])
+def test_sdk_version_is_a_pep440_version(tmp_path: Path, version: str) -> None:
+    assert BuildConfig(app_dir=tmp_path, runpod_flash_version=version).runpod_flash_version == version
+
+
+@pytest.mark.parametrize("version", ["latest", "1.21.0abc", "1.21.0; rm -rf /", "==1.21.0", ""])
+def test_sdk_version_that_is_not_a_version_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], version: str
+) -> None:
+    assert main(["build", "-C", str(tmp_path), "--runpod-flash-version", version]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: runpod-flash version {version!r} is not a version number")
+    assert "hint: e.g. 1.21.0" in err
