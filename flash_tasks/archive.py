@@ -7,7 +7,11 @@ Why this exists instead of ``tarfile.open(out, "w:gz")``:
   the mtime of ``SOURCE_DATE_EPOCH`` (else 1980-01-01), uid/gid 0, empty
   user/group names and a mode of 0o755 or 0o644; the gzip headers carry no
   file name, mtime 0 and OS byte 255. The tar headers are encoded here rather
-  than by ``tarfile`` so that the bytes do not drift between Python releases.
+  than by ``tarfile.TarInfo.tobuf`` so that the bytes do not drift between
+  Python releases: today's ``tobuf`` writes the same bytes (tests/test_archive.py
+  compares them for every kind of entry), but older releases wrote ``0000000``
+  where current ones leave a file's device numbers empty, and a segment cached
+  by one Python must match what another writes from scratch.
 * **Incremental.** A gzip file may be several gzip members back to back, and a
   tar stream may be cut between entries. So an archive is a run of
   independently compressed *segments* (say, hundreds of MB of unchanged
@@ -84,16 +88,12 @@ __all__ = [
     "DEFAULT_MTIME",
     "END_MEMBER_SIZE",
     "FORMAT_VERSION",
-    "MAX_ARCHIVE_BYTES",
     "ROOT",
     "Entry",
     "SegmentInfo",
     "archive_mtime",
-    "archive_size",
     "assemble",
-    "check_archive_size",
     "walk_entries",
-    "write_archive",
     "write_segment",
     "write_segments_parallel",
 ]
@@ -105,9 +105,6 @@ FORMAT_VERSION = 1
 #: The entries' mtime when ``SOURCE_DATE_EPOCH`` is unset: 1980-01-01 UTC,
 #: the earliest time a zip (wheel) can record, a common reproducible default.
 DEFAULT_MTIME = 315532800
-
-#: The reference's limit: it fails when the archive is over 1500 MiB.
-MAX_ARCHIVE_BYTES = 1500 * 1024 * 1024
 
 #: Size of the uncompressed slices fed to the compressor. Fixed slice
 #: boundaries keep the output independent of how files happen to be read.
@@ -573,7 +570,7 @@ class SegmentInfo:
     """What one written segment (or whole archive) holds.
 
     ``compressed_size`` is the file's size in bytes (what counts against
-    ``MAX_ARCHIVE_BYTES``), ``raw_size`` the uncompressed tar bytes and
+    ``catalog.MAX_ARTIFACT_MB``), ``raw_size`` the uncompressed tar bytes and
     ``entries`` the number of entries.
     """
 
@@ -657,21 +654,6 @@ def write_segments_parallel(
                     rest.cancel()
             results.append(fut.result())
     return results
-
-
-def archive_size(segments: Iterable[SegmentInfo]) -> int:
-    """Size in bytes of the archive ``assemble`` would make from these segments."""
-    return sum(s.compressed_size for s in segments) + END_MEMBER_SIZE
-
-
-def check_archive_size(size: int) -> None:
-    """Fail as the reference does when the archive is over 1500 MiB."""
-    if size > MAX_ARCHIVE_BYTES:
-        raise BuildError(
-            f"Archive exceeds RunPod limit ({size / (1024 * 1024):.1f} MB / "
-            f"{MAX_ARCHIVE_BYTES // (1024 * 1024)} MB)",
-            hint="leave large packages out with --exclude, e.g. --exclude transformers,scipy",
-        )
 
 
 def assemble(segments: Sequence[Path], out: Path) -> int:
@@ -768,17 +750,3 @@ def _check_segment(seg: Path) -> None:
             hint="delete the .flash folder and rebuild",
         )
 
-
-def write_archive(
-    root: Path, out: Path, *, exclude_top: Callable[[str], bool] | None = None
-) -> SegmentInfo:
-    """The whole of ``root`` as ``out``, byte-for-byte what one segment + ``assemble`` give.
-
-    The returned sizes cover the complete file, end-of-archive member included.
-    """
-    entries = walk_entries(root, exclude_top=exclude_top)
-    mtime = archive_mtime()
-    with _atomic_output(out) as f:
-        compressed, raw, count = _write_entries(f, [ROOT, *entries], mtime)
-        f.write(_END_MEMBER)
-    return SegmentInfo(out, compressed + END_MEMBER_SIZE, raw + 2 * _BLOCK, count)

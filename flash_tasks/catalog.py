@@ -8,6 +8,8 @@ one place, so that checking it against runpod-flash 1.21.0 is a table comparison
 
 from __future__ import annotations
 
+from typing import Final
+
 # --- GPUs -------------------------------------------------------------------
 
 #: GpuGroup members in declaration order: member name -> pool id sent to the API.
@@ -155,7 +157,7 @@ ENUMS: dict[str, dict[str, str]] = {
 # --- Python versions and images ----------------------------------------------
 
 SUPPORTED_PYTHON_VERSIONS: tuple[str, ...] = ("3.10", "3.11", "3.12")
-DEFAULT_PYTHON_VERSION = "3.12"
+DEFAULT_PYTHON_VERSION: Final = "3.12"
 #: Versions past their end of life, with the date it happened.
 END_OF_LIFE: dict[str, str] = {"3.10": "2026-10-31"}
 #: The GPU images ship torch/CUDA for this version only; others reinstall it at cold start.
@@ -235,7 +237,11 @@ HTTP_METHODS: tuple[str, ...] = ("GET", "POST", "PUT", "DELETE", "PATCH")
 #: Paths the worker runtime serves itself; user routes may not take them.
 RESERVED_PATHS: tuple[str, ...] = ("/execute", "/ping")
 
-#: Packages the base images provide and that never go into an artifact.
+# --- Artifact limits and the SDK ----------------------------------------------
+
+#: Packages the base images provide and that never go into an artifact (PEP 503 names).
 ALWAYS_EXCLUDED: tuple[str, ...] = ("torch", "torchvision", "torchaudio", "triton")
-#: Largest artifact the platform accepts, in MB of compressed archive.
+#: Largest artifact the platform accepts: MiB (2**20 bytes) of compressed archive.
 MAX_ARTIFACT_MB = 1500
+#: The runpod-flash release bundled into the artifact unless the app or the command line names another.
+DEFAULT_RUNPOD_FLASH_VERSION = "1.21.0"

@@ -8,11 +8,12 @@ Paths derived from it live here too, so every phase agrees on the layout of
 from __future__ import annotations
 
 import os
-import re
+from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from packaging.utils import canonicalize_name
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from . import catalog
@@ -21,14 +22,26 @@ from .errors import UsageError
 DEFAULT_ARTIFACT = "artifact.tar.gz"
 #: Names in .flash/ that belong to the tool; an artifact may not take them (nor any dot-name).
 RESERVED_NAMES = frozenset({"flash_manifest.json", "locks", "last-build.json"})
-DEFAULT_RUNPOD_FLASH_VERSION = "1.21.0"
 #: Fixed timestamp used when SOURCE_DATE_EPOCH is not set (1980-01-01, the zip epoch).
 DEFAULT_EPOCH = 315532800
 
 
-def normalize_name(name: str) -> str:
-    """PEP 503 normalisation of a distribution name."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+def exclusion_names(parts: Iterable[str]) -> tuple[str, ...]:
+    """``--exclude`` names in PEP 503 form, sorted and unique; a malformed name is a usage error."""
+    from packaging.utils import InvalidName, canonicalize_name
+
+    names: set[str] = set()
+    for raw in (part.strip() for part in parts):
+        if not raw:
+            continue
+        try:
+            names.add(canonicalize_name(raw, validate=True))
+        except InvalidName:
+            raise UsageError(
+                f"--exclude: {raw!r} is not a package name",
+                hint="give comma-separated distribution names, e.g. --exclude transformers,scipy",
+            ) from None
+    return tuple(sorted(names))
 
 
 class BuildConfig(BaseModel):
@@ -45,7 +58,7 @@ class BuildConfig(BaseModel):
     include: tuple[str, ...] = ()
     python_version: str | None = None
     #: The SDK bundled into the artifact (see ``_sdk_version_from_pyproject``).
-    runpod_flash_version: str = DEFAULT_RUNPOD_FLASH_VERSION
+    runpod_flash_version: str = catalog.DEFAULT_RUNPOD_FLASH_VERSION
     upgrade: bool = False
     #: Re-read every cached piece instead of trusting unchanged stamps (``--verify``).
     verify: bool = False
@@ -61,10 +74,10 @@ class BuildConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _sdk_version_from_pyproject(cls, data: Any) -> Any:
-        """``--runpod-flash-version`` > the app's ``[tool.flash-tasks] runpod-flash-version`` > 1.21.0."""
+        """``--runpod-flash-version`` > the app's ``[tool.flash-tasks] runpod-flash-version`` > the catalog's."""
         if isinstance(data, dict) and data.get("runpod_flash_version") is None:
             data = dict(data)
-            data["runpod_flash_version"] = _pyproject_sdk_version(Path(data.get("app_dir", "."))) or DEFAULT_RUNPOD_FLASH_VERSION
+            data["runpod_flash_version"] = _pyproject_sdk_version(Path(data.get("app_dir", "."))) or catalog.DEFAULT_RUNPOD_FLASH_VERSION
         if isinstance(data, dict) and data.get("project_dependencies") is None:
             data = dict(data)
             data["project_dependencies"] = _pyproject_project_dependencies(Path(data.get("app_dir", ".")))
@@ -78,8 +91,15 @@ class BuildConfig(BaseModel):
     @field_validator("runpod_flash_version")
     @classmethod
     def _version_shape(cls, value: str) -> str:
-        if not re.fullmatch(r"\d+(\.\d+)*([a-z0-9.+-]*)", value):
-            raise UsageError(f"runpod-flash version {value!r} is not a version number", hint="e.g. 1.21.0")
+        from packaging.version import InvalidVersion, Version
+
+        try:
+            Version(value)
+        except InvalidVersion:
+            raise UsageError(
+                f"runpod-flash version {value!r} is not a version number",
+                hint=f"e.g. {catalog.DEFAULT_RUNPOD_FLASH_VERSION}",
+            ) from None
         return value
 
     @field_validator("app_dir")
@@ -121,13 +141,12 @@ class BuildConfig(BaseModel):
     @field_validator("exclude")
     @classmethod
     def _normalize_excludes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        names = {normalize_name(v.strip()) for v in value if v.strip()}
-        return tuple(sorted(names))
+        return exclusion_names(value)
 
     @field_validator("include")
     @classmethod
     def _only_always_excluded(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        names = {normalize_name(v.strip()) for v in value if v.strip()}
+        names = {canonicalize_name(v.strip()) for v in value if v.strip()}
         unknown = sorted(names - set(catalog.ALWAYS_EXCLUDED))
         if unknown:
             raise UsageError(

@@ -8,7 +8,7 @@ which fields are omitted when empty follow runpod-flash 1.21.0's
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_serializer
 
@@ -32,9 +32,9 @@ class FunctionEntry(_Omitting):
     module: str
     is_async: bool
     is_class: bool
-    class_methods: Optional[list[str]] = None
-    http_method: Optional[str] = None
-    http_path: Optional[str] = None
+    class_methods: list[str] | None = None
+    http_method: str | None = None
+    http_path: str | None = None
 
 
 class TemplateEntry(_Omitting):
@@ -46,10 +46,10 @@ class TemplateEntry(_Omitting):
 
 
 class NetworkVolumeEntry(_Omitting):
-    name: Optional[str] = None
-    id: Optional[str] = None
-    size: Optional[int] = None
-    dataCenterId: Optional[str] = None
+    name: str | None = None
+    id: str | None = None
+    size: int | None = None
+    dataCenterId: str | None = None
 
 
 class ResourceEntry(_Omitting):
@@ -60,26 +60,26 @@ class ResourceEntry(_Omitting):
     functions: list[FunctionEntry]
     is_load_balanced: bool
     is_live_resource: bool
-    config_variable: Optional[str] = None
+    config_variable: str | None = None
     makes_remote_calls: bool
-    client_mode: Optional[bool] = None
-    max_concurrency: Optional[int] = None
-    imageName: Optional[str] = None
-    python_version: Optional[str] = None
-    templateId: Optional[str] = None
-    gpuIds: Optional[str] = None
-    instanceIds: Optional[list[str]] = None
-    workersMin: Optional[int] = None
-    workersMax: Optional[int] = None
-    idleTimeout: Optional[int] = None
-    scalerType: Optional[str] = None
-    scalerValue: Optional[int] = None
-    locations: Optional[str] = None
-    minCudaVersion: Optional[str] = None
-    env: Optional[dict[str, str]] = None
-    networkVolumes: Optional[list[NetworkVolumeEntry]] = None
-    template: Optional[TemplateEntry] = None
-    handler_file: Optional[str] = None
+    client_mode: bool | None = None
+    max_concurrency: int | None = None
+    imageName: str | None = None
+    python_version: str | None = None
+    templateId: str | None = None
+    gpuIds: str | None = None
+    instanceIds: list[str] | None = None
+    workersMin: int | None = None
+    workersMax: int | None = None
+    idleTimeout: int | None = None
+    scalerType: str | None = None
+    scalerValue: int | None = None
+    locations: str | None = None
+    minCudaVersion: str | None = None
+    env: dict[str, str] | None = None
+    networkVolumes: list[NetworkVolumeEntry] | None = None
+    template: TemplateEntry | None = None
+    handler_file: str | None = None
     target_python_version: str
 
 
@@ -90,8 +90,8 @@ class Manifest(_Omitting):
     project_name: str
     resources: dict[str, ResourceEntry]
     function_registry: dict[str, str]
-    routes: Optional[dict[str, dict[str, str]]] = None
-    source_fingerprint: Optional[str] = None
+    routes: dict[str, dict[str, str]] | None = None
+    source_fingerprint: str | None = None
 
     def to_json(self) -> str:
         """The manifest file's text, laid out as the reference writes it."""

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import functools
 import http.server
+import re
 import shutil
 import subprocess
 import sys
 import threading
+import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,25 +24,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flash_tasks import deps
+from flash_tasks import catalog
 from flash_tasks.deps import (
     CollectedRequirements,
     DepsSettings,
     GroupSpec,
     IndexSettings,
-    InstalledDistribution,
     InstallState,
     LockLayout,
     RequirementSpec,
     bundle_runpod_flash,
-    check_size,
     collect_app_requirements,
     combine_locks,
-    distribution_files,
     install,
     lock_group,
-    normalize_name,
-    parse_exclude_option,
     parse_requirement,
     plan_groups,
     read_lock,
@@ -48,6 +45,7 @@ from flash_tasks.deps import (
 )
 from flash_tasks.deps import installer as deps_installer
 from flash_tasks.deps import locks as deps_locks
+from flash_tasks.deps import settings as deps_settings
 from flash_tasks.deps import uv as deps_uv
 from flash_tasks.errors import BuildError, DependencyError, UsageError
 
@@ -59,6 +57,11 @@ except ImportError:  # tests/ is not a package: pytest puts this folder itself o
 # ---------------------------------------------------------------------------
 # Fixtures
 # ---------------------------------------------------------------------------
+
+
+def normalize_name(name: str) -> str:
+    """PEP 503's normal form, written out here as the standard gives it."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _fill_wheelhouse(d: Path) -> None:
@@ -179,9 +182,8 @@ def lock_and_install(tmp: Path, settings: DepsSettings, *groups: GroupSpec):
 
 
 def test_names_are_normalised_for_exclusion() -> None:
-    assert normalize_name("Foo_Bar") == "foo-bar"
-    assert normalize_name("foo.._-bar") == "foo-bar"
-    assert parse_exclude_option(" Foo_Bar, scipy ,,") == ("foo-bar", "scipy")
+    assert DepsSettings(exclude=("Foo_Bar", "foo.._-bar")).exclude == ("foo-bar",)
+    assert DepsSettings(exclude=" Foo_Bar, scipy ,,").exclude == ("foo-bar", "scipy")
     assert DepsSettings(exclude="Foo_Bar,Torch").exclude == ("foo-bar", "torch")
     assert DepsSettings().excluded() == {
         "torch": "always",
@@ -190,8 +192,13 @@ def test_names_are_normalised_for_exclusion() -> None:
         "triton": "always",
         "runpod-flash": "sdk",
     }
-    with pytest.raises(UsageError):
-        parse_exclude_option("good,bad name")
+    with pytest.raises(UsageError, match="'bad name' is not a package name"):
+        DepsSettings(exclude="good,bad name")
+
+
+def test_target_pythons_are_the_catalogs() -> None:
+    assert typing.get_args(deps_settings.PythonVersion) == catalog.SUPPORTED_PYTHON_VERSIONS
+    assert DepsSettings().python_version == catalog.DEFAULT_PYTHON_VERSION == "3.12"
 
 
 @pytest.mark.parametrize(
@@ -607,7 +614,8 @@ def test_install_state_records_top_level_entries_and_hashes(tmp_path: Path, make
     assert scripty.top_level == ("bin", "scripty", "scripty-1.0.dist-info", "scripty_extra.py")
     assert scripty.version == "1.0" and scripty.size > 0 and scripty.content_hash.startswith("sha256:")
     assert (build / "bin" / "scripty").is_file()
-    files = distribution_files(build, scripty)
+    record = (build / scripty.dist_info / "RECORD").read_text(encoding="utf-8")
+    files = [path for path, _, _ in deps_installer._parse_record(record)]
     assert "bin/scripty" in files and not any("uv_cache.json" in f for f in files)
     assert not (build / ".lock").exists()
     assert result.state.distributions["alpha"].top_level == ("alpha", "alpha-1.0.dist-info")
@@ -646,37 +654,6 @@ def test_uv_parse_errors_map_to_the_users_line() -> None:
     with pytest.raises(BuildError) as info:
         deps_uv._map_parse_error(run, specs, ())
     assert info.value.location == "workers/a.py:7"
-
-
-# ---------------------------------------------------------------------------
-# Size
-# ---------------------------------------------------------------------------
-
-
-def test_size_report_lists_the_ten_biggest() -> None:
-    def dist(i: int) -> InstalledDistribution:
-        return InstalledDistribution(
-            name=f"pkg{i}",
-            version="1.0",
-            pin=f"pkg{i}==1.0",
-            dist_info=f"pkg{i}-1.0.dist-info",
-            top_level=(f"pkg{i}",),
-            size=i * 200 * 2**20,
-            files=1,
-            content_hash="sha256:x",
-        )
-
-    state = InstallState(
-        python_version="3.12",
-        python_platform=deps.DEFAULT_PLATFORM,
-        distributions={f"pkg{i}": dist(i) for i in range(12)},
-    )
-    report = check_size(state)
-    assert [name for name, _, _ in report.biggest] == [f"pkg{i}" for i in range(11, 1, -1)]
-    assert report.over_limit and report.limit_bytes == 1500 * 2**20
-    text = report.explain()
-    assert "pkg11==1.0" in text and "2200.0 MB" in text and "--exclude" in text and "--no-deps" in text
-    assert not check_size(state, archive_bytes=10).over_limit
 
 
 def test_collected_requirements_merge_keeps_files_unique() -> None:

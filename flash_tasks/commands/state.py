@@ -151,7 +151,7 @@ def cpu_image_warnings(config: BuildConfig) -> list[str]:
     (direct requests per group) and install (what installed packages need)
     phases reported.
     """
-    from ..config import normalize_name
+    from packaging.utils import canonicalize_name as normalize_name
     from ..deps.tasks import lock_path
 
     manifest = read_plain_json(config.paths.manifest, {}) or {}

@@ -19,8 +19,7 @@ The work is split into steps that a build graph can skip independently:
 4. ``install`` makes the build folder match that lock: it removes what left the
    lock (exactly the files in their RECORD), installs only what is new, and keeps
    a state file with per-distribution sizes and content hashes for the archiver.
-5. ``bundle_runpod_flash`` ships the SDK's own package folder; ``check_size``
-   explains an oversized artifact.
+5. ``bundle_runpod_flash`` ships the SDK's own package folder.
 
 uv does the resolving and installing. Its messages are mapped to
 ``DependencyError`` (exit code 3) for what the index cannot satisfy and to
@@ -34,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 
 #: Where each public name lives. Loaded on first use: a no-op build needs only a few of them.
 _HOMES = {
-    "ALWAYS_EXCLUDED": "settings",
     "CollectedRequirements": "requirements",
     "DEFAULT_PLATFORM": "settings",
     "DepsSettings": "settings",
@@ -49,23 +47,16 @@ _HOMES = {
     "LockFile": "locks",
     "LockLayout": "locks",
     "LockResult": "locks",
-    "MAX_ARCHIVE_MB": "settings",
-    "RUNPOD_FLASH_VERSION": "settings",
     "RequirementSpec": "requirements",
     "SDK_NAMES": "settings",
-    "SizeReport": "size",
     "bundle_runpod_flash": "sdk",
-    "check_size": "size",
     "collect_app_requirements": "requirements",
     "combine_locks": "locks",
-    "distribution_files": "installer",
     "install": "installer",
     "load_install_state": "installer",
     "lock_group": "locks",
     "lock_inputs_digest": "locks",
-    "normalize_name": "settings",
     "parse_endpoint_dependencies": "requirements",
-    "parse_exclude_option": "settings",
     "parse_requirement": "requirements",
     "plan_groups": "requirements",
     "read_lock": "locks",
@@ -78,7 +69,6 @@ if TYPE_CHECKING:
         InstalledDistribution,
         InstallResult,
         InstallState,
-        distribution_files,
         install,
         load_install_state,
     )
@@ -106,18 +96,12 @@ if TYPE_CHECKING:
     )
     from .sdk import bundle_runpod_flash
     from .settings import (
-        ALWAYS_EXCLUDED,
         DEFAULT_PLATFORM,
         LOCK_FORMAT,
-        MAX_ARCHIVE_MB,
-        RUNPOD_FLASH_VERSION,
         SDK_NAMES,
         DepsSettings,
         IndexSettings,
-        normalize_name,
-        parse_exclude_option,
     )
-    from .size import SizeReport, check_size
 
 
 def __getattr__(name: str) -> Any:
@@ -130,11 +114,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "ALWAYS_EXCLUDED",
     "DEFAULT_PLATFORM",
     "LOCK_FORMAT",
-    "MAX_ARCHIVE_MB",
-    "RUNPOD_FLASH_VERSION",
     "SDK_NAMES",
     "CollectedRequirements",
     "DepsSettings",
@@ -149,19 +130,14 @@ __all__ = [
     "LockLayout",
     "LockResult",
     "RequirementSpec",
-    "SizeReport",
     "bundle_runpod_flash",
-    "check_size",
     "collect_app_requirements",
     "combine_locks",
-    "distribution_files",
     "install",
     "load_install_state",
     "lock_group",
     "lock_inputs_digest",
-    "normalize_name",
     "parse_endpoint_dependencies",
-    "parse_exclude_option",
     "parse_requirement",
     "plan_groups",
     "read_lock",

@@ -5,18 +5,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 from pydantic import Field
 
 from ..errors import DependencyError
 from .locks import ExcludedPackage, LockEntry, _write_atomic, read_lock
-from .settings import _NAME_RE, LOCK_FORMAT, DepsSettings, _Model, normalize_name
-from .uv import _OFFLINE_MISS_RE, _dependency_error, _run_uv, _target_args, _UvRun
+from .settings import LOCK_FORMAT, DepsSettings, _Model
+from .uv import _dependency_error, _run_uv, _target_args, _UvRun, uv_says, uv_says_all
 
 # ---------------------------------------------------------------------------
 # Installing
@@ -105,12 +106,6 @@ def _parse_record(text: str) -> list[tuple[str, str, str]]:
     ]
 
 
-def distribution_files(build_dir: Path, dist: InstalledDistribution) -> list[str]:
-    """Paths (relative to ``build_dir``) of one distribution's files, from its RECORD."""
-    record = build_dir / dist.dist_info / "RECORD"
-    return [path for path, _, _ in _parse_record(record.read_text(encoding="utf-8"))]
-
-
 def _inside(build_dir: Path, relative: str) -> Path | None:
     """``build_dir / relative`` if that stays inside the build folder (RECORD paths may say ``..``).
 
@@ -130,7 +125,7 @@ def _scan_dist_infos(build_dir: Path) -> dict[str, Path]:
     for entry in build_dir.iterdir():
         if entry.is_dir() and entry.name.endswith(".dist-info"):
             name = entry.name[: -len(".dist-info")].rsplit("-", 1)[0]
-            found[normalize_name(name)] = entry
+            found[canonicalize_name(name)] = entry
     return found
 
 
@@ -215,16 +210,16 @@ def _describe(
     )
 
 
-_MISSING_DEP_RE = re.compile(r"The package `(?P<dist>[^`]+)` requires `(?P<req>[^`]+)`, but it's not installed")
-
-
 def _missing_excluded(stderr: str, excluded: Mapping[str, str]) -> dict[str, list[str]]:
     """From uv's ``--strict`` warnings: distribution -> excluded names it needs on the target."""
     found: dict[str, list[str]] = {}
-    for match in _MISSING_DEP_RE.finditer(stderr):
-        name_match = _NAME_RE.match(match.group("req"))
-        if name_match and normalize_name(name_match.group(0)) in excluded:
-            found.setdefault(normalize_name(match.group("dist")), []).append(normalize_name(name_match.group(0)))
+    for match in uv_says_all("missing-dependency", stderr):
+        try:
+            needed = canonicalize_name(Requirement(match.group("req")).name)
+        except InvalidRequirement:
+            continue
+        if needed in excluded:
+            found.setdefault(canonicalize_name(match.group("dist")), []).append(needed)
     return found
 
 
@@ -249,7 +244,7 @@ def _install_entries(entries: Sequence[LockEntry], build_dir: Path, settings: De
         ]
         run = _run_uv([*args, "--offline"], settings, cwd=workdir, quiet=True)
         went_online = False
-        if run.returncode != 0 and _OFFLINE_MISS_RE.search(run.stderr):
+        if run.returncode != 0 and uv_says("offline-miss", run.stderr):
             went_online = True
             run = _run_uv(args, settings, cwd=workdir)
     if not lock_existed:

@@ -27,6 +27,7 @@ from .uv import (
     _target_args,
     _uv_key_lines,
     _UvRun,
+    uv_says,
 )
 
 # ---------------------------------------------------------------------------
@@ -336,9 +337,8 @@ def combine_locks(
     previous = read_lock_or_none(output)
     if previous is None and os.path.lexists(output):
         _remove_damaged(output)
-    if previous is not None:
-        if previous.digest == digest:
-            return LockResult(path=output, digest=digest, entries=previous.entries, excluded=excluded, reused=True)
+    if previous is not None and previous.digest == digest:
+        return LockResult(path=output, digest=digest, entries=previous.entries, excluded=excluded, reused=True)
 
     merged: dict[str, LockEntry] = {}
     consistent = True
@@ -354,7 +354,7 @@ def combine_locks(
         constraints = _dedupe(s for g in groups for s in g.constraints)
         outcome = _compile("all-groups", all_specs, constraints, settings, preferences=preferences)
         if isinstance(outcome, _UvRun):
-            if "No solution found" in outcome.stderr and len(groups) > 1:
+            if uv_says("no-solution", outcome.stderr) and len(groups) > 1:
                 raise _explain_conflict(groups, constraints, settings, outcome)
             raise _dependency_error(outcome, settings, all_specs, "combining the groups' dependencies")
         body = outcome

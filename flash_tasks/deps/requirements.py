@@ -9,8 +9,11 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
 from ..errors import BuildError, FlashError
-from .settings import _NAME_RE, _Model, normalize_name
+from .settings import _Model
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -19,7 +22,7 @@ else:  # pragma: no cover - exercised only on 3.10
 
 
 # ---------------------------------------------------------------------------
-# Requirements (PEP 508, checked without third-party parsers)
+# Requirements (PEP 508, checked by packaging)
 # ---------------------------------------------------------------------------
 
 
@@ -46,172 +49,23 @@ def _origin_error(message: str, origin: str, hint: str | None = None) -> BuildEr
     return BuildError(message, path=path, line=line, hint=hint)
 
 
-_SPEC_OP_RE = re.compile(r"\s*(~=|===|==|!=|<=|>=|<|>)\s*")
-_VERSION_RE = re.compile(
-    r"v?(?:\d+!)?\d+(?:\.\d+)*"
-    r"(?:[-_.]?(?:a|b|c|rc|alpha|beta|pre|preview)[-_.]?\d*)?"
-    r"(?:-\d+|[-_.]?(?:post|rev|r)[-_.]?\d*)?"
-    r"(?:[-_.]?dev[-_.]?\d*)?"
-    r"(?:\+[a-z0-9]+(?:[-_.][a-z0-9]+)*)?",
-    re.IGNORECASE,
-)
-_MARKER_VARS = frozenset(
-    "python_version python_full_version os_name sys_platform platform_release platform_system"
-    " platform_version platform_machine platform_python_implementation implementation_name"
-    " implementation_version extra extras dependency_groups os.name sys.platform platform.version"
-    " platform.machine platform.python_implementation python_implementation".split()
-)
-_MARKER_TOKEN_RE = re.compile(
-    r"\s*(?:(?P<paren>[()])|(?P<string>'[^']*'|\"[^\"]*\")"
-    r"|(?P<op>not\s+in\b|in\b|===|==|!=|<=|>=|~=|<|>)"
-    r"|(?P<word>[A-Za-z_][A-Za-z0-9_.]*))"
-)
-
-
-class _MarkerSyntaxError(ValueError):
-    pass
-
-
-def _marker_tokens(marker: str) -> list[tuple[str, str]]:
-    tokens: list[tuple[str, str]] = []
-    pos = 0
-    marker = marker.rstrip()
-    while pos < len(marker):
-        match = _MARKER_TOKEN_RE.match(marker, pos)
-        if not match or match.end() == pos:
-            raise _MarkerSyntaxError(f"unexpected {marker[pos:].strip()[:20]!r} in marker")
-        kind = match.lastgroup or ""
-        value = match.group(kind)
-        if kind == "word" and value in ("and", "or"):
-            kind = value
-        tokens.append((kind, value))
-        pos = match.end()
-    return tokens
-
-
-def _check_marker(marker: str) -> None:
-    """Recursive descent over PEP 508's marker grammar; raises on the first error."""
-    tokens = _marker_tokens(marker)
-    pos = 0
-
-    def value() -> None:
-        nonlocal pos
-        if pos >= len(tokens):
-            raise _MarkerSyntaxError("marker ends early")
-        kind, text = tokens[pos]
-        if kind == "string" or (kind == "word" and text in _MARKER_VARS):
-            pos += 1
-            return
-        raise _MarkerSyntaxError(f"expected a marker variable or quoted string, got {text!r}")
-
-    def atom() -> None:
-        nonlocal pos
-        if pos < len(tokens) and tokens[pos] == ("paren", "("):
-            pos += 1
-            disjunction()
-            if pos >= len(tokens) or tokens[pos] != ("paren", ")"):
-                raise _MarkerSyntaxError("missing ')' in marker")
-            pos += 1
-            return
-        value()
-        if pos >= len(tokens) or tokens[pos][0] != "op":
-            raise _MarkerSyntaxError("expected a comparison operator in marker")
-        pos += 1
-        value()
-
-    def conjunction() -> None:
-        nonlocal pos
-        atom()
-        while pos < len(tokens) and tokens[pos][0] == "and":
-            pos += 1
-            atom()
-
-    def disjunction() -> None:
-        nonlocal pos
-        conjunction()
-        while pos < len(tokens) and tokens[pos][0] == "or":
-            pos += 1
-            conjunction()
-
-    if not tokens:
-        raise _MarkerSyntaxError("empty marker after ';'")
-    disjunction()
-    if pos != len(tokens):
-        raise _MarkerSyntaxError(f"unexpected {tokens[pos][1]!r} in marker")
-
-
-def _check_specifiers(spec: str) -> None:
-    spec = spec.strip()
-    if spec.startswith("(") and spec.endswith(")"):
-        spec = spec[1:-1]
-    for clause in spec.split(","):
-        match = _SPEC_OP_RE.match(clause)
-        if not match:
-            raise ValueError(f"expected a version specifier like '>=1.0', got {clause.strip()!r}")
-        op, version = match.group(1), clause[match.end() :].strip()
-        if not version:
-            raise ValueError(f"missing version after {op!r}")
-        if op == "===":
-            continue
-        if op in ("==", "!=") and version.endswith(".*"):
-            version = version[:-2]
-        if not _VERSION_RE.fullmatch(version):
-            raise ValueError(f"invalid version {version!r}")
-
-
-def _parse_pep508(text: str) -> str:
-    """Check ``text`` is a PEP 508 requirement and return its project name."""
-    match = _NAME_RE.match(text)
-    if not match:
-        raise ValueError("a requirement must start with a project name")
-    name = match.group(0)
-    rest = text[match.end() :].lstrip()
-    if rest.startswith("["):
-        close = rest.find("]")
-        if close < 0:
-            raise ValueError("missing ']' after extras")
-        for extra in filter(None, (e.strip() for e in rest[1:close].split(","))):
-            if not _NAME_RE.fullmatch(extra):
-                raise ValueError(f"invalid extra {extra!r}")
-        rest = rest[close + 1 :].lstrip()
-    marker: str | None = None
-    if rest.startswith("@"):
-        url_and_more = rest[1:].strip()
-        if not url_and_more:
-            raise ValueError("missing URL after '@'")
-        url, _, after = url_and_more.partition(" ")
-        if ";" in url and not after:
-            raise ValueError("a ';' after a URL needs a space before it")
-        after = after.strip()
-        if after:
-            if not after.startswith(";"):
-                raise ValueError(f"unexpected {after!r} after URL")
-            marker = after[1:]
-    else:
-        spec, sep, marker_text = rest.partition(";")
-        if spec.strip():
-            _check_specifiers(spec)
-        if sep:
-            marker = marker_text
-    if marker is not None:
-        _check_marker(marker)
-    return name
-
-
 def parse_requirement(text: str, origin: str) -> RequirementSpec:
     """Validate one requirement; ``BuildError`` at ``origin`` (``file:line``) if it is not PEP 508."""
     text = text.strip()
     try:
-        name = _parse_pep508(text)
-    except ValueError as exc:
+        requirement = Requirement(text)
+    except InvalidRequirement as exc:
+        # packaging says what it expected, then shows the text with a marker under the spot.
+        reason, *pointer = str(exc).splitlines()
         looks_like_path = text.startswith((".", "/", "~")) or "://" in text.split("@")[0] or text.endswith(".whl")
         hint = (
             "refer to a file or URL as 'name @ url'"
             if looks_like_path
             else "write it as 'name', 'name==1.2', 'name[extra]>=1,<2' or 'name; python_version >= \"3.11\"'"
         )
-        raise _origin_error(f"invalid requirement {text!r}: {exc}", origin, hint) from None
-    return RequirementSpec(text=text, name=normalize_name(name), origin=origin)
+        shown = "".join(f"\n{line}" for line in pointer if line.strip())
+        raise _origin_error(f"invalid requirement {text!r}: {reason}{shown}", origin, hint) from None
+    return RequirementSpec(text=text, name=canonicalize_name(requirement.name), origin=origin)
 
 
 # ---------------------------------------------------------------------------
@@ -243,8 +97,7 @@ _INCLUDE_RE = re.compile(r"^(-r|--requirement|-c|--constraint)(?:\s*=\s*|\s+|(?<
 _HASH_OPTION_RE = re.compile(r"\s+--hash(?:=|\s+)\S+")
 #: pip options that select indexes or wheel policy: reported, not applied.
 _IGNORED_OPTIONS = frozenset(
-    "-i --index-url --extra-index-url -f --find-links --no-index --trusted-host --pre"
-    " --prefer-binary --only-binary --no-binary --require-hashes --use-feature".split()
+    ["-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--no-index", "--trusted-host", "--pre", "--prefer-binary", "--only-binary", "--no-binary", "--require-hashes", "--use-feature"]
 )
 
 

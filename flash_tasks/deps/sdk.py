@@ -9,10 +9,11 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import catalog
 from ..errors import DependencyError
 from .installer import _install_entries
 from .locks import LockEntry
-from .settings import RUNPOD_FLASH_VERSION, DepsSettings
+from .settings import DepsSettings
 from .uv import _dependency_error
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 # ---------------------------------------------------------------------------
 
 
-def bundle_runpod_flash(target: Path, settings: DepsSettings, *, version: str = RUNPOD_FLASH_VERSION) -> Path:
+def bundle_runpod_flash(target: Path, settings: DepsSettings, *, version: str = catalog.DEFAULT_RUNPOD_FLASH_VERSION) -> Path:
     """Put the SDK's own ``runpod_flash/`` package (no dist-info, no byte-code) into ``target``.
 
     The worker image provides the SDK's dependencies, so only the package folder

@@ -3,41 +3,30 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..errors import UsageError
+from .. import catalog
+from ..config import exclusion_names
 
 # ---------------------------------------------------------------------------
 # Constants
 # ---------------------------------------------------------------------------
 
-#: Shipped by the GPU worker images and far too large for an artifact.
-ALWAYS_EXCLUDED: tuple[str, ...] = ("torch", "torchvision", "torchaudio", "triton")
 #: The Flash SDK: the worker image already has it and its dependency tree.
 SDK_NAMES: tuple[str, ...] = ("runpod-flash",)
-RUNPOD_FLASH_VERSION = "1.21.0"
 #: uv's target for the worker: accepts manylinux_2_28 down to manylinux2014/_2_17 wheels.
 DEFAULT_PLATFORM = "x86_64-manylinux_2_28"
-#: Runpod refuses artifacts above this many MiB.
-MAX_ARCHIVE_MB = 1500
 #: Bumped whenever the lock or state layout changes, so old files are redone.
 LOCK_FORMAT = 1
 
 PythonVersion = Literal["3.10", "3.11", "3.12"]
 ExclusionReason = Literal["always", "user", "sdk"]
 
-_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
 _GROUP_FILE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _PLATFORM_RE = re.compile(r"x86_64-(?:manylinux(?:2014|_2_\d+)|unknown-linux-gnu)")
-
-
-def normalize_name(name: str) -> str:
-    """PEP 503 form of a project name, so ``Foo_Bar`` and ``foo-bar`` compare equal."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 # ---------------------------------------------------------------------------
@@ -81,9 +70,9 @@ class DepsSettings(_Model):
     mode, progress) only changes how the work is done.
     """
 
-    python_version: PythonVersion = "3.12"
+    python_version: PythonVersion = catalog.DEFAULT_PYTHON_VERSION
     python_platform: str = DEFAULT_PLATFORM
-    #: The user's ``--exclude`` names, on top of ``ALWAYS_EXCLUDED``.
+    #: The user's ``--exclude`` names, on top of ``catalog.ALWAYS_EXCLUDED``.
     exclude: tuple[str, ...] = ()
     #: Always-excluded names the app keeps after all (``--include``).
     include: tuple[str, ...] = ()
@@ -107,7 +96,7 @@ class DepsSettings(_Model):
     @field_validator("exclude")
     @classmethod
     def _normalize_exclude(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _normalized_names(value)
+        return exclusion_names(value)
 
     @field_validator("python_platform")
     @classmethod
@@ -118,9 +107,9 @@ class DepsSettings(_Model):
 
     def excluded(self) -> dict[str, ExclusionReason]:
         """Normalised name -> why it never enters a resolution."""
-        reasons: dict[str, ExclusionReason] = {name: "user" for name in self.exclude}
-        reasons.update({name: "always" for name in ALWAYS_EXCLUDED if name not in self.include})
-        reasons.update({name: "sdk" for name in SDK_NAMES})
+        reasons: dict[str, ExclusionReason] = dict.fromkeys(self.exclude, "user")
+        reasons.update(dict.fromkeys((n for n in catalog.ALWAYS_EXCLUDED if n not in self.include), "always"))
+        reasons.update(dict.fromkeys(SDK_NAMES, "sdk"))
         return reasons
 
     def resolution_key(self) -> dict[str, object]:
@@ -137,24 +126,3 @@ class DepsSettings(_Model):
     def target_label(self) -> str:
         return f"CPython {self.python_version} on {self.python_platform}"
 
-
-def _normalized_names(parts: Iterable[str]) -> tuple[str, ...]:
-    names: set[str] = set()
-    for raw in (part.strip() for part in parts):
-        if not raw:
-            continue
-        if not _NAME_RE.fullmatch(raw):
-            raise ValueError(f"{raw!r} is not a package name")
-        names.add(normalize_name(raw))
-    return tuple(sorted(names))
-
-
-def parse_exclude_option(value: str | None) -> tuple[str, ...]:
-    """``--exclude a,B_c`` -> ``("a", "b-c")``; a malformed name is a usage error."""
-    try:
-        return _normalized_names((value or "").split(","))
-    except ValueError as exc:
-        raise UsageError(
-            f"--exclude: {exc}",
-            hint="give comma-separated distribution names, e.g. --exclude transformers,scipy",
-        ) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .. import catalog
 from ..config import BuildConfig
 from ..stage import read_json, write_bytes_atomic, write_json
 
@@ -19,7 +20,7 @@ def settings_for(config: BuildConfig, python_version: str | None) -> Any:
     from .settings import DepsSettings, IndexSettings
 
     return DepsSettings(
-        python_version=python_version or "3.12",
+        python_version=python_version or catalog.DEFAULT_PYTHON_VERSION,
         exclude=config.exclude,
         include=config.include,
         no_deps=config.no_deps,
@@ -70,13 +71,12 @@ class LockPlan:
 
 def refuse_local_project(text: str, origin: str) -> None:
     """Flash installs wheels only: a requirement on a local folder or archive would need a build."""
-    import re
+    from packaging.requirements import Requirement
 
     from ..errors import DependencyError
 
-    target = text.split(";", 1)[0].strip()
-    local = re.search(r"@\s*file:", target) or target.startswith((".", "/", "~")) or re.search(r"\.(tar\.gz|zip|tgz)$", target)
-    if local:
+    url = Requirement(text).url or ""  # the text was checked when it was read
+    if url.startswith("file:") or url.endswith((".tar.gz", ".zip", ".tgz")):
         path, _, line = origin.rpartition(":")
         raise DependencyError(
             f"requirement {text!r} points at a local project or archive, which would have to be built from source",
@@ -124,7 +124,7 @@ def install_action(config: BuildConfig, groups: list[str]) -> None:
     from .installer import check_overlaps, install
     from .locks import combine_locks
     from .sdk import bundle_sdk
-    from .settings import normalize_name
+    from packaging.utils import canonicalize_name as normalize_name
 
     plan = LockPlan(config)
     lay = layout(config)
@@ -132,7 +132,7 @@ def install_action(config: BuildConfig, groups: list[str]) -> None:
     combine_locks(specs, plan.settings, {g: lay.group(g) for g in plan.groups}, lay.combined)
     config.paths.build.mkdir(parents=True, exist_ok=True)
     # Only what the app asked for directly gets a REQUESTED marker, as pip writes them.
-    requested = frozenset(normalize_name(spec.name) for group in specs for spec in group.requirements)
+    requested = frozenset(spec.name for group in specs for spec in group.requirements)
     result = install(
         lay.combined,
         config.paths.build,
