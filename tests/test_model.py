@@ -44,12 +44,12 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from test_trust import trust_index  # noqa: F401 - the fixture, shared
 from wheelfactory import make_wheel
 
 from flash_tasks.cli import main
 
 APP_NAME = "modelapp"
-SKELETON = "runpod_flash/cli/utils/skeleton_template"
 ENDPOINTS = ("alpha", "beta", "gamma")
 HELPERS = ("lib_a", "lib_b", "lib_c")
 ASSETS = ("assets/config.txt", "assets/prompt.txt")
@@ -74,25 +74,10 @@ ERROR_LINE = re.compile(r"(?m)^(?:\S.*?: )?error: ")
 
 
 @pytest.fixture(scope="module")
-def model_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A find-links folder: an SDK stand-in with dotfiles and the wheels the model adds and removes."""
-    folder = tmp_path_factory.mktemp("model-wheels")
-    make_wheel(
-        folder,
-        "runpod-flash",
-        "1.21.0",
-        files={
-            "runpod_flash/__init__.py": "__version__ = '1.21.0'\n",
-            "runpod_flash/runtime/__init__.py": "",
-            f"{SKELETON}/.env.example": "RUNPOD_API_KEY=\n",
-            f"{SKELETON}/.gitignore": ".env\n",
-            f"{SKELETON}/main.py": "print('skeleton')\n",
-        },
-    )
-    bulk = "".join(f"LINE_{i} = {i * 7919 % 10007}\n" for i in range(4000))
-    make_wheel(folder, "tinydep", "1.0", files={"tinydep/__init__.py": "VALUE = 1\n", "tinydep/bulk.py": bulk})
+def model_index(request: pytest.FixtureRequest) -> Path:
+    """The trust tests' wheels (an SDK stand-in with dotfiles, tinydep, leafdep, oddnames...), and a few more."""
+    folder: Path = request.getfixturevalue("trust_index")
     make_wheel(folder, "tinydep", "2.0", files={"tinydep/__init__.py": "VALUE = 2\n"})
-    make_wheel(folder, "leafdep", "1.0")
     make_wheel(folder, "middep", "1.0", requires=["leafdep"])
     for py in ("312", "311"):
         make_wheel(
@@ -102,7 +87,6 @@ def model_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
             tag=f"cp{py}-cp{py}-manylinux_2_17_x86_64",
             files={"nativedep/__init__.py": f"NATIVE = {py}\n", f"nativedep/_core.cpython-{py}-x86_64-linux-gnu.so": b"\x7fELF" + bytes(range(256)) * 8},
         )
-    make_wheel(folder, "oddnames", "1.0", files={"oddnames/__init__.py": "", "oddnames/a,b.py": "A = 1\n", "oddnames/with space.py": "B = 2\n"})
     return folder
 
 
