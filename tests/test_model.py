@@ -14,7 +14,9 @@ A successful build also leaves no temporary file under ``.flash/``.
 
 The default suite runs a short, deterministic sequence; ``-m slow`` runs at least 500
 steps and prints figures (set ``FLASH_TASKS_MODEL_REPORT`` to also write them to
-``bench/model-run.txt``).
+``bench/model-run.txt``). Failures are not shrunk unless ``FLASH_TASKS_MODEL_SHRINK=1``
+(each step builds, so shrinking takes minutes); the steps that led to a problem are
+listed either way.
 """
 
 from __future__ import annotations
