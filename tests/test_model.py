@@ -301,7 +301,7 @@ class TrustMachine(RuleBasedStateMachine):
         if kind == "mismatch":
             self.figures.mismatches += 1
         message = f"{kind}: {detail}\n  steps: " + "\n    ".join(self.log)
-        if len(self.figures.first_problems) < 10:
+        if self.figures.problems[kind] <= 3:  # the first few of each kind, with their steps
             self.figures.first_problems.append(message)
         if self.strict:
             raise Problem(message)
