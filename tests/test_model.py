@@ -286,6 +286,9 @@ class TrustMachine(RuleBasedStateMachine):
         self.log: list[str] = []
         self.history: dict[str, list[bytes]] = {}  # files as earlier builds left them
         self.saved = self.app.parent / "saved-flash"  # a copy of .flash/ as a CI cache would keep it
+        # A stamp that lies is only caught by --verify: builds verify until one with it succeeds
+        # (a refused or failed --verify build may not have re-read anything).
+        self.stamp_lies = False
 
     @property
     def flash(self) -> Path:
@@ -351,14 +354,20 @@ class TrustMachine(RuleBasedStateMachine):
         elif want.code != got.code:
             self.problem("exit code differs from a clean build", f"{shown}: exit {got.code} vs {want.code}\n{got.err}\n{want.err}")
 
-    def build(self, *extra: str) -> None:
+    def verify_flag(self) -> tuple[str, ...]:
+        return ("--verify",) if self.stamp_lies else ()
+
+    def build(self) -> None:
         before = snapshot(self.flash / self.inputs.output)
+        extra = self.verify_flag()
         flags = (*self.inputs.flags(), *extra)
         self.log.append(f"build {' '.join(flags)}".rstrip())
         self.figures.builds += 1
         self.figures.verify_builds += "--verify" in extra
         got = self.runner.build(self.app, flags, self.inputs.output)
         self.check(got, before, "build")
+        if extra and got.code == 0:
+            self.stamp_lies = False
 
     def step(self, text: str, then_build: bool) -> None:
         self.figures.steps += 1
@@ -557,8 +566,8 @@ class TrustMachine(RuleBasedStateMachine):
             handle.write(bytes([old[0] ^ 0x55]))
         os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
         self.figures.damage["flip, same stamp"] += 1
-        self.step(f"damage flip keeping size and mtime: {target.relative_to(self.flash)}", False)
-        self.build("--verify")
+        self.stamp_lies = True
+        self.step(f"damage flip keeping size and mtime: {target.relative_to(self.flash)}", True)
 
     @rule(delay_ms=st.integers(0, 1600), then_build=st.sampled_from([True, True, False]))
     def kill_a_build(self, delay_ms: int, then_build: bool) -> None:
@@ -567,7 +576,7 @@ class TrustMachine(RuleBasedStateMachine):
         self.log.append(f"kill a build after {delay_ms} ms")
         write_inputs(self.app, self.inputs)
         before = snapshot(self.flash / self.inputs.output)
-        command = [sys.executable, "-m", "flash_tasks", *self.runner.args(self.app, self.inputs.flags())]
+        command = [sys.executable, "-m", "flash_tasks", *self.runner.args(self.app, (*self.inputs.flags(), *self.verify_flag()))]
         with open(self.app.parent / "killed.err", "w+") as err:
             proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=err)
             try:
@@ -586,6 +595,7 @@ class TrustMachine(RuleBasedStateMachine):
                 err.seek(0)
                 output = self.inputs.output
                 self.check(Outcome(code, "", err.read(), snapshot(self.flash / output), snapshot(self.flash / "flash_manifest.json")), before, "subprocess build")
+                self.stamp_lies = self.stamp_lies and code != 0
         if then_build:
             self.build()
 
