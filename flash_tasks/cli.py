@@ -74,7 +74,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message, hint=f"see '{self.prog} --help'")
 
 
-OUR_COMMANDS = ("build", "init", "clean", "inspect")
+OUR_COMMANDS = ("build", "init", "clean", "inspect", "cache")
 #: Options of the ``flash`` command itself that take a value (to find the command word after them).
 _GLOBAL_WITH_VALUE = ("--color",)
 

@@ -124,16 +124,26 @@ def scan_action(config: BuildConfig, rel: str) -> None:
 
         raise BuildError(f"cannot read {rel}: {exc.strerror}", path=rel, hint="make the file readable or ignore it in .gitignore") from None
     result = scan_source(data, rel)
-    write_json(scan_target(config, rel), result)
+    # Bound to the bytes it was made from: a scan put back from an older build is not this file's.
+    write_json(scan_target(config, rel), {"source_sha256": hashlib.sha256(data).hexdigest(), "scan": result})
 
 
 def _load_scan(config: BuildConfig, rel: str) -> dict[str, Any]:
-    """A file's scan; a missing or damaged one is redone rather than trusted."""
-    scan = read_json(scan_target(config, rel))
-    if not isinstance(scan, dict) or scan.get("path") != rel:
+    """A file's scan; a missing, damaged or stale one (made from other bytes) is redone rather than trusted."""
+    for _ in range(2):
+        stored = read_json(scan_target(config, rel))
+        scan = stored.get("scan") if isinstance(stored, dict) else None
+        if isinstance(scan, dict) and scan.get("path") == rel and stored.get("source_sha256") == _source_sha256(config, rel):
+            return scan
         scan_action(config, rel)
-        scan = read_json(scan_target(config, rel))
-    return scan  # type: ignore[no-any-return]
+    raise BuildError(f"{rel} changed while it was being read", path=rel, hint="build again")
+
+
+def _source_sha256(config: BuildConfig, rel: str) -> str | None:
+    try:
+        return hashlib.sha256((config.app_dir / rel).read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def manifest_action(config: BuildConfig, py_files: list[str]) -> None:
@@ -294,20 +304,24 @@ class LockMatches:
 class InstallPresent:
     """Up to date only while the install record is valid, its distributions present, the SDK copy intact."""
 
-    def __init__(self, record: Path, build_dir: Path, sdk_record: Path, verify: bool) -> None:
+    def __init__(self, record: Path, build_dir: Path, sdk_record: Path, verify: bool, combined_lock: Path) -> None:
+        self.combined_lock = combined_lock
         self.record = record
         self.build_dir = build_dir
         self.sdk_record = sdk_record
         self.verify = verify
 
     def __call__(self, task: Any, values: Any) -> bool:
-        from .deps.installer import load_install_state
+        from .deps.installer import file_sha256, load_install_state
         from .store import TreeRecord, load, tree_intact
 
         if self.verify:
             return False
         state = load_install_state(self.record)
-        if state is None:
+        if state is None or not state.lock_sha256:
+            return False
+        # Bound to the lock it was installed from: an older state put back is not this install.
+        if file_sha256(self.combined_lock) != state.lock_sha256:
             return False
         for dist in state.distributions.values():
             if not all(os.path.lexists(self.build_dir / top) for top in dist.top_level):
@@ -442,7 +456,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
     @create_after(executed="manifest")
     def task_install() -> dict[str, Any]:
         """Install the locked distributions into .flash/.build."""
-        from .deps.tasks import lock_path, sdk_record_path
+        from .deps.tasks import layout, lock_path, sdk_record_path
 
         info = current_groups()
         groups = sorted(info["groups"])
@@ -453,7 +467,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
             "targets": [str(paths.install_json)],
             "uptodate": [
                 config_changed({**deps_config, "groups": groups, "python": info["python_version"]}),
-                InstallPresent(paths.install_json, paths.build, sdk_record_path(config), config.verify),
+                InstallPresent(paths.install_json, paths.build, sdk_record_path(config), config.verify, layout(config).combined),
             ],
             "verbosity": 0,
         }

@@ -261,6 +261,27 @@ def _remove_tree(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+#: The only folders the tool keeps in each of its folders; a folder anywhere else is
+#: damage (a file replaced by a directory) and is removed before doit looks at it.
+_FOLDERS = {"": {".build", ".state", "locks"}, ".state": {"scan", "sdk", "segments"}, ".state/scan": set(), ".state/segments": set(), "locks": set()}
+
+
+def clear_misplaced_folders(config: BuildConfig) -> None:
+    """Remove folders standing where the tool keeps files (a state file, a scan, a lock, the artifact)."""
+    for rel, allowed in _FOLDERS.items():
+        folder = config.paths.flash / rel if rel else config.paths.flash
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False) and entry.name not in allowed and not TEMPORARY_NAMES.match(entry.name):
+                _remove_tree(Path(entry.path))
+    manifest = config.paths.build_manifest
+    if manifest.is_dir() and not manifest.is_symlink():
+        _remove_tree(manifest)
+
+
 def prepare_flash_dir(config: BuildConfig) -> None:
     """Make ``.flash/`` usable: whatever the tool wrote there is a cache, so damage is cleared.
 
@@ -357,6 +378,7 @@ def run_tasks(
     with build_lock(config, wait_stream if wait_stream is not None else verbose_stream):
         prepare_flash_dir(config)
         recover_if_interrupted(config)
+        clear_misplaced_folders(config)
         from .package import repairs_path
 
         repairs_path(config).unlink(missing_ok=True)

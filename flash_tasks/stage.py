@@ -45,6 +45,8 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     try:
         with open(tmp, "wb") as handle:
             handle.write(data)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)  # a folder where the tool keeps a file: damage, cleared
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

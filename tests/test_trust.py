@@ -503,3 +503,48 @@ def test_the_published_manifest_is_checked_by_a_no_op_build(app: Path, builder: 
     else:
         assert json.loads(published.read_text()) == original
         builder.assert_clean(app)
+
+
+# -- state that checks itself but is out of date (found by tests/test_model.py) -----------------------
+
+
+@pytest.mark.parametrize("state_file", ["files.json", "warnings.json", "install-report.json", "groups.json", "stage.json"])
+def test_a_state_file_replaced_by_a_folder(app: Path, builder: Builder, state_file: str) -> None:
+    builder.ok(app)
+    target = app / ".flash" / ".state" / state_file
+    target.unlink()
+    target.mkdir()
+    (target / "inside").write_text("x")
+    edit(app, 2)
+    builder.ok(app)
+    builder.assert_clean(app)
+
+
+def test_an_earlier_install_record_put_back(app: Path, builder: Builder) -> None:
+    builder.ok(app)
+    installed = app / ".flash" / ".state" / "installed.json"
+    old = installed.read_bytes()
+    (app / "requirements.txt").write_text("tinydep==1.0\nleafdep\n")
+    builder.ok(app)
+    installed.write_bytes(old)
+    edit(app, 2)
+    builder.ok(app)
+    builder.assert_clean(app)
+
+
+@pytest.mark.parametrize("change", ["requirement", "workers", "edit"])
+def test_an_earlier_state_folder_put_back(app: Path, builder: Builder, tmp_path: Path, change: str) -> None:
+    builder.ok(app)
+    saved = tmp_path / "saved"
+    shutil.copytree(app / ".flash", saved)
+    if change == "edit":
+        edit(app, 2)
+    elif change == "requirement":
+        (app / "requirements.txt").write_text("tinydep==1.0\nleafdep\n")
+    else:
+        (app / "main.py").write_text((app / "main.py").read_text().replace("workers=2", "workers=5"))
+    builder.ok(app)
+    shutil.rmtree(app / ".flash" / ".state")
+    shutil.copytree(saved / ".state", app / ".flash" / ".state")
+    builder.ok(app)
+    builder.assert_clean(app)

@@ -50,6 +50,9 @@ class InstallState(_Model):
     python_version: str
     python_platform: str
     distributions: dict[str, InstalledDistribution] = Field(default_factory=dict)
+    #: sha256 of the lock file this state was installed from ("" while incomplete): an
+    #: older state put back in place no longer matches the lock and is not trusted.
+    lock_sha256: str = ""
     #: sha256 of everything above: a state file changed by hand or damaged is not trusted.
     digest: str = ""
 
@@ -359,7 +362,7 @@ def install(
             described = _describe(build_dir, new_info, entry, needs.get(entry.name, ()))
             installed[entry.name] = described.model_copy(update={"requested": asked})
 
-    state = _save_state(state_path, settings, {**kept, **installed})
+    state = _save_state(state_path, settings, {**kept, **installed}, lock_sha256=file_sha256(lock_path))
     return InstallResult(
         state=state,
         added=tuple(sorted(installed)),
@@ -370,11 +373,22 @@ def install(
     )
 
 
-def _save_state(path: Path, settings: DepsSettings, distributions: Mapping[str, InstalledDistribution]) -> InstallState:
+def file_sha256(path: Path) -> str:
+    """sha256 of a small file's bytes ("" when it cannot be read)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def _save_state(
+    path: Path, settings: DepsSettings, distributions: Mapping[str, InstalledDistribution], *, lock_sha256: str = ""
+) -> InstallState:
     state = InstallState(
         python_version=settings.python_version,
         python_platform=settings.python_platform,
         distributions=dict(sorted(distributions.items())),
+        lock_sha256=lock_sha256,
     )
     state = state.model_copy(update={"digest": state.computed_digest()})
     _write_atomic(path, state.model_dump_json(indent=2) + "\n")
