@@ -13,7 +13,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from packaging.utils import canonicalize_name
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from . import catalog
@@ -28,6 +27,9 @@ DEFAULT_EPOCH = 315532800
 
 def exclusion_names(parts: Iterable[str]) -> tuple[str, ...]:
     """``--exclude`` names in PEP 503 form, sorted and unique; a malformed name is a usage error."""
+    parts = [part for part in parts if part.strip()]
+    if not parts:
+        return ()  # the usual case: no need to load packaging for it
     from packaging.utils import InvalidName, canonicalize_name
 
     names: set[str] = set()
@@ -91,6 +93,8 @@ class BuildConfig(BaseModel):
     @field_validator("runpod_flash_version")
     @classmethod
     def _version_shape(cls, value: str) -> str:
+        if value == catalog.DEFAULT_RUNPOD_FLASH_VERSION:
+            return value  # the usual case: no need to load packaging for it
         from packaging.version import InvalidVersion, Version
 
         try:
@@ -146,6 +150,8 @@ class BuildConfig(BaseModel):
     @field_validator("include")
     @classmethod
     def _only_always_excluded(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from packaging.utils import canonicalize_name
+
         names = {canonicalize_name(v.strip()) for v in value if v.strip()}
         unknown = sorted(names - set(catalog.ALWAYS_EXCLUDED))
         if unknown:

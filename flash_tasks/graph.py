@@ -336,7 +336,7 @@ class ArtifactIntact:
         self.config = config
 
     def __call__(self, task: Any, values: Any) -> bool:
-        from .package import artifact_intact
+        from .store import artifact_intact
 
         return artifact_intact(self.config)
 

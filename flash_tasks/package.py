@@ -37,6 +37,7 @@ from .config import BuildConfig
 from .errors import BuildError
 from .stage import write_bytes_atomic
 from .store import (
+    ArtifactRecord,
     Blob,
     BlobRecord,
     GroupsState,
@@ -45,11 +46,14 @@ from .store import (
     StageState,
     Stamp,
     TreeRecord,
+    _members_check,
+    artifact_record_path,
     check_file,
     content_hash,
     load,
     read_record,
     read_state,
+    repairs_path,
     save,
     tree_intact,
 )
@@ -193,30 +197,12 @@ class SegmentIndex(Record):
     segments: dict[str, BlobRecord] = Field(default_factory=dict)
 
 
-class ArtifactRecord(Record):
-    """What an artifact file holds: its gzip members in order, and its stamp."""
-
-    name: str
-    members: list[Blob]
-    stamp: Stamp
-    #: sha256 of the manifest published next to it.
-    manifest_sha256: str = ""
-
-
 #: What this build found damaged and rebuilt (said by ``-v`` and ``--explain``).
 REPAIRS: list[str] = []
 
 
-def repairs_path(config: BuildConfig) -> Path:
-    return config.paths.state / "repairs.json"
-
-
 def segment_index_path(config: BuildConfig) -> Path:
     return config.paths.state / "segments.json"
-
-
-def artifact_record_path(config: BuildConfig) -> Path:
-    return config.paths.state / "artifact.json"
 
 
 def spare_record_path(config: BuildConfig) -> Path:
@@ -298,9 +284,9 @@ def _entries(build: Path, files: Iterable[str], *, with_root: bool, expect: dict
     return out
 
 
-def _valid_segments(config: BuildConfig, cached: list[DistSegments], verify: bool) -> dict[str, BlobRecord]:
+def _valid_segments(cached: list[DistSegments], verify: bool, index: SegmentIndex | None) -> dict[str, BlobRecord]:
     """The cached segments that still hold what their records say; the others are deleted."""
-    index = load(SegmentIndex, segment_index_path(config)) or SegmentIndex()
+    index = index or SegmentIndex()
     valid: dict[str, BlobRecord] = {}
     for group in cached:
         for path in group.paths:
@@ -381,7 +367,8 @@ def _build_archive(config: BuildConfig) -> None:
     _DIST_FILES.clear()
     _ensure_fresh(config)
     fresh, cached = plan_segments(config)
-    valid = _valid_segments(config, cached, config.verify)
+    previous_index = load(SegmentIndex, segment_index_path(config))
+    valid = _valid_segments(cached, config.verify, previous_index)
     # -- shared caches (flash_tasks.cache): a missing segment may have been compressed elsewhere
     missing = [g.paths for g in cached if not all(p.name in valid for p in g.paths)]
     if missing:  # (an edit rebuild misses none: it does not even load the cache module)
@@ -411,7 +398,9 @@ def _build_archive(config: BuildConfig) -> None:
             stamp = Stamp.of(info.path)
             if stamp is not None:
                 index.segments[info.path.name] = BlobRecord(blob=Blob(sha256=info.sha256, size=info.compressed_size), stamp=stamp)
-        save(segment_index_path(config), SegmentIndex(segments=dict(sorted(index.segments.items()))))
+        updated = SegmentIndex(segments=dict(sorted(index.segments.items())))
+        if updated != previous_index:
+            save(segment_index_path(config), updated)
         # Dependencies first, sources last: an edit then only changes the artifact's tail.
         prefix = [p for group in cached for p in group.paths]
         members = [index.segments[p.name].blob for p in prefix]
@@ -521,44 +510,6 @@ def _spare_starts_with(config: BuildConfig, spare: Path, members: list[Blob]) ->
         REPAIRS.append("the spare copy of the previous artifact failed its check: the artifact was assembled anew")
         return False
     return True
-
-
-def _members_check(path: Path, members: list[Blob]) -> bool:
-    """Re-read ``path`` and compare each gzip member's bytes with its record."""
-    try:
-        with open(path, "rb") as handle:
-            for member in members:
-                digest = hashlib.sha256()
-                left = member.size
-                while left:
-                    chunk = handle.read(min(left, 1 << 20))
-                    if not chunk:
-                        return False
-                    digest.update(chunk)
-                    left -= len(chunk)
-                if digest.hexdigest() != member.sha256:
-                    return False
-            return not handle.read(1)
-    except OSError:
-        return False
-
-
-def artifact_intact(config: BuildConfig) -> bool:
-    """Whether the published artifact and manifest are what the last build wrote."""
-    record = load(ArtifactRecord, artifact_record_path(config))
-    if record is None or record.name != config.output:
-        return False
-    if Stamp.of(config.paths.artifact) != record.stamp:
-        return False
-    if config.verify and not _members_check(config.paths.artifact, record.members):
-        return False
-    try:
-        published = config.paths.manifest.read_bytes()
-    except OSError:
-        return False
-    if hashlib.sha256(published).hexdigest() == record.manifest_sha256:
-        return True
-    return _annotated_copy(published, config.paths.build_manifest)
 
 
 #: What runpod-flash's ``flash deploy`` writes into the published manifest: top-level keys,

@@ -16,7 +16,7 @@ import hashlib
 import os
 import stat
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -220,9 +220,24 @@ def tree_intact(root: Path, tree: TreeRecord | None, *, verify: bool = False) ->
         if verify:
             if check_file(path, record, verify=True) is None:
                 return False
-        elif Stamp.of(path) != record.stamp:
+        elif not _same_stamp(path, record.stamp):
             return False
     return True
+
+
+def _same_stamp(path: Path, stamp: Stamp) -> bool:
+    """``Stamp.of(path) == stamp`` without building a model (this runs for every shipped file)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return (
+        stat.S_ISREG(st.st_mode)
+        and st.st_size == stamp.size
+        and st.st_mtime_ns == stamp.mtime_ns
+        and st.st_ino == stamp.ino
+        and stat.S_IMODE(st.st_mode) == stamp.mode
+    )
 
 
 # -- the phases' state files ---------------------------------------------------------------
@@ -259,6 +274,11 @@ class GroupsState(BaseModel):
     manifest_sha256: str
 
 
+def repairs_path(config: Any) -> Path:
+    """Where the archive step lists what it found damaged and rebuilt (for ``-v`` and ``--explain``)."""
+    return Path(config.paths.state) / "repairs.json"
+
+
 def read_state(path: Path, model: type[M]) -> M | None:
     """A phase's state file as ``model``, or None when missing, damaged or of another shape."""
     from .stage import read_json
@@ -270,3 +290,62 @@ def read_state(path: Path, model: type[M]) -> M | None:
         return model.model_validate(data)
     except ValidationError:
         return None
+
+
+# -- the published artifact ---------------------------------------------------------------
+
+
+class ArtifactRecord(Record):
+    """What an artifact file holds: its gzip members in order, and its stamp."""
+
+    name: str
+    members: list[Blob]
+    stamp: Stamp
+    #: sha256 of the manifest published next to it.
+    manifest_sha256: str = ""
+
+
+def artifact_record_path(config: Any) -> Path:
+    return config.paths.state / "artifact.json"
+
+
+def _members_check(path: Path, members: list[Blob]) -> bool:
+    """Re-read ``path`` and compare each gzip member's bytes with its record."""
+    try:
+        with open(path, "rb") as handle:
+            for member in members:
+                digest = hashlib.sha256()
+                left = member.size
+                while left:
+                    chunk = handle.read(min(left, 1 << 20))
+                    if not chunk:
+                        return False
+                    digest.update(chunk)
+                    left -= len(chunk)
+                if digest.hexdigest() != member.sha256:
+                    return False
+            return not handle.read(1)
+    except OSError:
+        return False
+
+
+def artifact_intact(config: Any) -> bool:
+    """Whether the published artifact and manifest are what the last build wrote."""
+    record = load(ArtifactRecord, artifact_record_path(config))
+    if record is None or record.name != config.output:
+        return False
+    if Stamp.of(config.paths.artifact) != record.stamp:
+        return False
+    if config.verify and not _members_check(config.paths.artifact, record.members):
+        return False
+    try:
+        published = config.paths.manifest.read_bytes()
+    except OSError:
+        return False
+    if hashlib.sha256(published).hexdigest() == record.manifest_sha256:
+        return True
+    from .package import _annotated_copy
+
+    return _annotated_copy(published, config.paths.build_manifest)
+
+
