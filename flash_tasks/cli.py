@@ -114,10 +114,7 @@ def top_epilog() -> str:
     from .forward import DISTRIBUTION, THEIR_COMMANDS, find_target
 
     target = find_target()
-    if target is None:
-        status = f"not installed here: pip install {DISTRIBUTION}"
-    else:
-        status = f"run by {target.describe()}"
+    status = f"not installed here: pip install {DISTRIBUTION}" if target is None else f"run by {target.describe()}"
     lines = [f"runpod-flash commands ({status}):"]
     for name, what in THEIR_COMMANDS.items():
         if name != "run":

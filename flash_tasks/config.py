@@ -235,7 +235,7 @@ def _pyproject_include(app_dir: Path) -> tuple[str, ...]:
 
 def _pyproject_sdk_version(app_dir: Path) -> str | None:
     """The SDK version an app pins in its pyproject.toml, if any."""
-    path, table = _pyproject_table(app_dir)
+    _path, table = _pyproject_table(app_dir)
     value = table.get("runpod-flash-version")
     if value is not None and not isinstance(value, str):
         raise UsageError("[tool.flash-tasks] runpod-flash-version must be a string", path=str(app_dir / "pyproject.toml"))

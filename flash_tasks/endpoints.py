@@ -484,7 +484,7 @@ class Discovery:
         if self.value(obj, "flashboot", True):
             while name.endswith("-fb"):
                 name = name[:-3]
-        return name
+        return str(name)
 
 
     def check_name(self, obj: EndpointObject, name: str) -> None:

@@ -202,7 +202,7 @@ def _enumerate(items: Any, start: int = 0) -> list[tuple[int, Any]]:
 
 
 def _zip(*iterables: Any) -> list[tuple[Any, ...]]:
-    return list(zip(*[list(i) for i in iterables]))
+    return list(zip(*[list(i) for i in iterables], strict=False))
 
 
 def _reversed(items: Any) -> list[Any]:
@@ -623,7 +623,7 @@ class _Frame:
 
     def eval_Dict(self, node: ast.Dict) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
-        for key, value in zip(node.keys, node.values):
+        for key, value in zip(node.keys, node.values, strict=False):
             if key is None:
                 spread = self.eval(value)
                 if not isinstance(spread, dict):
@@ -717,7 +717,7 @@ class _Frame:
         if isinstance(target, (ast.Tuple, ast.List)) and not any(isinstance(t, ast.Starred) for t in target.elts):
             if not isinstance(value, (list, tuple, str)) or len(value) != len(target.elts):
                 raise EvalError(f"cannot unpack {value!r:.60} into {len(target.elts)} names", target)
-            for sub, item in zip(target.elts, value):
+            for sub, item in zip(target.elts, value, strict=False):
                 self.bind(sub, item, scope)
             return
         raise EvalError("loop variables must be plain names or tuples of names", target)
@@ -728,10 +728,7 @@ class _Frame:
         parts: list[str] = []
         length = 0
         for value in node.values:
-            if isinstance(value, ast.Constant):
-                part = str(value.value)
-            else:
-                part = self.eval_FormattedValue(value)  # type: ignore[arg-type]
+            part = str(value.value) if isinstance(value, ast.Constant) else self.eval_FormattedValue(value)  # type: ignore[arg-type]
             length += len(part)
             if length > MAX_STR:
                 raise EvalError(_too_large("string", length, MAX_STR) + " characters", node)
@@ -764,7 +761,7 @@ class _Frame:
         # A long chain (a + b + c + ...) nests to the left: walk it in a loop, not by recursion.
         chain: list[ast.BinOp] = [node]
         while isinstance(chain[-1].left, ast.BinOp) and len(chain) <= MAX_STEPS:
-            chain.append(chain[-1].left)  # type: ignore[arg-type]
+            chain.append(chain[-1].left)
         value = self.eval(chain[-1].left)
         for link in reversed(chain):
             self.ev.step(link)
@@ -824,7 +821,7 @@ class _Frame:
 
     def eval_Compare(self, node: ast.Compare) -> bool:
         left = self.eval(node.left)
-        for op, comparator in zip(node.ops, node.comparators):
+        for op, comparator in zip(node.ops, node.comparators, strict=False):
             right = self.eval(comparator)
             if isinstance(right, ModuleRef) and right.name == "os.environ" and isinstance(op, (ast.In, ast.NotIn)):
                 present = self.ev.read_env(left, None, node) is not None
@@ -900,7 +897,7 @@ class _Frame:
                 raise EvalError(
                     f"{base.name} has no member {attr!r}",
                     node,
-                    hint=did_you_mean(attr, [m for m in members]),
+                    hint=did_you_mean(attr, list(members)),
                 )
             return EnumValue(base.name, attr, members[attr])
         if isinstance(base, EnumValue):

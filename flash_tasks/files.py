@@ -128,11 +128,11 @@ def scan_app_tree(app_dir: Path) -> AppFiles:
         for entry in entries:
             if entry.name == GITIGNORE and entry.is_file(follow_symlinks=False):
                 rel_ignore = prefix + GITIGNORE
-                levels = levels + ((prefix, _read_ignore_file(entry.path, rel_ignore)),)
+                levels = (*levels, (prefix, _read_ignore_file(entry.path, rel_ignore)))
                 ignore_files.append(rel_ignore)
                 break
         if not prefix:
-            levels = levels + (("", _builtin_rules()),)
+            levels = (*levels, ("", _builtin_rules()))
 
         for entry in entries:
             name = entry.name

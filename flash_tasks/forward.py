@@ -185,7 +185,6 @@ def exec_tool(target: ToolEnv, argv: Sequence[str]) -> int:
     except OSError as exc:
         sys.stderr.write(f"error: cannot start runpod-flash from {target.python}: {exc.strerror or exc}\n")
         return 2
-    return 2  # pragma: no cover - execv does not return
 
 
 def forward(argv: Sequence[str], target: Target | None = None) -> int:

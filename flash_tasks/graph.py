@@ -260,7 +260,11 @@ class TreeIntact:
 
         if self.verify:
             return False
-        state = read_state(self.record, StageState if self.record.name == "stage.json" else HandlersState)
+        state: StageState | HandlersState | None
+        if self.record.name == "stage.json":
+            state = read_state(self.record, StageState)
+        else:
+            state = read_state(self.record, HandlersState)
         return state is not None and tree_intact(self.build_dir, state.copies)
 
 
@@ -427,7 +431,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
     def failing(error: FlashError) -> dict[str, Any]:
         return {"name": "requirements", "actions": [(guarded(raise_error), [error])], "verbosity": 0}
 
-    @create_after(executed="manifest")
+    @create_after(executed="manifest")  # type: ignore[untyped-decorator]
     def task_lock() -> Iterator[dict[str, Any]]:
         """Resolve each resource group's requirements into a lock file."""
         from .deps.tasks import LockPlan, lock_path
@@ -453,7 +457,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
                 "verbosity": 0,
             }
 
-    @create_after(executed="manifest")
+    @create_after(executed="manifest")  # type: ignore[untyped-decorator]
     def task_install() -> dict[str, Any]:
         """Install the locked distributions into .flash/.build."""
         from .deps.tasks import layout, lock_path, sdk_record_path

@@ -161,10 +161,7 @@ class ManifestBuilder:
             for d in members:
                 rec = d.record
                 fn_name = rec["target"]
-                if rec["is_class"]:
-                    is_async = rec["class_is_async"]
-                else:
-                    is_async = rec["is_async"] if is_lb else True
+                is_async = rec["class_is_async"] if rec["is_class"] else rec["is_async"] if is_lb else True
                 entry = FunctionEntry(
                     name=fn_name,
                     module=d.module,

@@ -254,7 +254,7 @@ def _chunks(entries: list[Any], count: int) -> list[list[Any]]:
     total = sum(sizes) or 1
     out: list[list[Any]] = [[] for _ in range(count)]
     done = 0
-    for entry, size in zip(entries, sizes):
+    for entry, size in zip(entries, sizes, strict=False):
         index = min(count - 1, done * count // total)
         out[index].append(entry)
         done += size
@@ -389,7 +389,7 @@ def _build_archive(config: BuildConfig) -> None:
             own = set(group.own_tops)
             listed = [(f, e) for f, e in _dist_files(build, group.dist) if _keep(f) and f.split("/", 1)[0] in own]
             entries = _entries(build, [f for f, _ in listed], with_root=False, expect=dict(listed))
-            for chunk, target in zip(_chunks(entries, len(group.paths)), group.paths):
+            for chunk, target in zip(_chunks(entries, len(group.paths)), group.paths, strict=False):
                 jobs.append((chunk, target))
     try:
         infos = write_segments_parallel(jobs)

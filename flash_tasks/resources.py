@@ -37,8 +37,11 @@ class ResourceSettings:
 
     def config(self, obj: EndpointObject, is_lb: bool, python_version: str) -> tuple[dict[str, Any], list[str]]:
         """The manifest's deployment fields for one Endpoint, and its dependencies."""
-        v = lambda key, default=None: self.value(obj, key, default)  # noqa: E731
-        err = lambda key, message, hint=None: BuildError(message, **self.where(obj, key), hint=hint)  # noqa: E731
+        def v(key: str, default: Any = None) -> Any:
+            return self.value(obj, key, default)
+
+        def err(key: str, message: str, hint: str | None = None) -> BuildError:
+            return BuildError(message, **self.where(obj, key), hint=hint)
 
         gpu, cpu = v("gpu"), v("cpu")
         if gpu is not None and cpu is not None:
@@ -310,7 +313,7 @@ class ResourceSettings:
                     **self.where(obj, "volume"),
                     hint="e.g. volume=NetworkVolume(name='models', size=100, datacenter=DataCenter.EU_RO_1)",
                 )
-            where = {"path": item.path, "line": item.line, "col": item.col}
+            where: dict[str, Any] = {"path": item.path, "line": item.line, "col": item.col}
             unknown = set(item.kwargs) - NETWORK_VOLUME_KWARGS
             if unknown:
                 key = sorted(unknown)[0]
@@ -349,7 +352,7 @@ class ResourceSettings:
         if template is not None:
             if not isinstance(template, SdkCall) or template.name != "PodTemplate":
                 raise BuildError("template must be a PodTemplate(...)", **self.where(obj, "template"))
-            where = {"path": template.path, "line": template.line, "col": template.col}
+            where: dict[str, Any] = {"path": template.path, "line": template.line, "col": template.col}
             unknown = set(template.kwargs) - catalog.TEMPLATE_FIELDS
             if unknown:
                 key = sorted(unknown)[0]

@@ -138,8 +138,8 @@ class _Scanner:
         first, last = node.lineno - 1, node.end_lineno - 1  # type: ignore[attr-defined]
         start, end = node.col_offset, node.end_col_offset  # type: ignore[attr-defined]
         if first == last:
-            return lines[first][start:end].decode("utf-8")
-        parts = [lines[first][start:]] + lines[first + 1 : last] + [lines[last][:end]]
+            return str(lines[first][start:end].decode("utf-8"))
+        parts = [lines[first][start:], *lines[first + 1:last], lines[last][:end]]
         return b"".join(parts).decode("utf-8")
 
     def column(self, node: ast.AST) -> int:

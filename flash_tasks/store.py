@@ -306,7 +306,7 @@ class ArtifactRecord(Record):
 
 
 def artifact_record_path(config: Any) -> Path:
-    return config.paths.state / "artifact.json"
+    return Path(config.paths.state) / "artifact.json"
 
 
 def _members_check(path: Path, members: list[Blob]) -> bool:

@@ -238,7 +238,7 @@ def _restore_group(session: _Session, paths: list[Path]) -> dict[str, BlobRecord
         try:
             record = local.get_action(key)
             usable = record is not None and (record.kind, record.name, len(record.blobs)) == (SEGMENT_KIND, paths[0].name, len(paths))
-            if record is not None and usable and all(local.fetch(blob, path) for blob, path in zip(record.blobs, paths)):
+            if record is not None and usable and all(local.fetch(blob, path) for blob, path in zip(record.blobs, paths, strict=False)):
                 with session.lock:
                     session.stats.local_hits += 1
                     session.stats.restored.update({p.name: "local" for p in paths})
@@ -252,7 +252,7 @@ def _restore_group(session: _Session, paths: list[Path]) -> dict[str, BlobRecord
         try:
             data = remote.get_small(f"ac/{key}")
             record = _parse_action(data, paths) if data is not None else None
-            if record is not None and all(_download(session, remote, blob, path) for blob, path in zip(record.blobs, paths)):
+            if record is not None and all(_download(session, remote, blob, path) for blob, path in zip(record.blobs, paths, strict=False)):
                 with session.lock:
                     session.stats.remote_hits += 1
                     session.stats.restored.update({p.name: "remote" for p in paths})
@@ -278,7 +278,7 @@ def _download(session: _Session, remote: RemoteCache, blob: Blob, path: Path) ->
 
 def _records(paths: list[Path], blobs: list[Blob]) -> dict[str, BlobRecord]:
     out: dict[str, BlobRecord] = {}
-    for path, blob in zip(paths, blobs):
+    for path, blob in zip(paths, blobs, strict=False):
         stamp = Stamp.of(path)
         if stamp is None or stamp.size != blob.size:
             return {}
@@ -332,7 +332,7 @@ def store_segments(config: BuildConfig, groups: list[tuple[list[Path], list[Blob
         if local is not None:
             try:
                 wanted = fresh or key in remote_hit or not local.action_path(key).is_file()
-                if wanted and all(local.put_blob(path, blob) for path, blob in zip(paths, blobs)):
+                if wanted and all(local.put_blob(path, blob) for path, blob in zip(paths, blobs, strict=False)):
                     local.put_action(key, ActionRecord(kind=SEGMENT_KIND, name=paths[0].name, blobs=blobs))
                     session.stats.stored += 1
             except OSError as exc:
@@ -359,7 +359,7 @@ def _upload(session: _Session, uploads: list[tuple[str, list[Path], list[Blob]]]
         if remote is None:
             return
         try:
-            sent = [remote.upload_file(path, blob, replace=blob.sha256 in session.bad_remote) for path, blob in zip(paths, blobs)]
+            sent = [remote.upload_file(path, blob, replace=blob.sha256 in session.bad_remote) for path, blob in zip(paths, blobs, strict=False)]
             record = ActionRecord(kind=SEGMENT_KIND, name=paths[0].name, blobs=blobs).model_dump_json().encode()
             remote.put(f"ac/{key}", record, len(record))
             with session.lock:

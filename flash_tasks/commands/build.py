@@ -243,7 +243,7 @@ class PhaseView:
     def task_results(self) -> list[Any]:
         from .results import TaskResult
 
-        return [TaskResult(name=e.name, status=e.status, seconds=round(e.seconds, 6), reasons=e.reasons) for e in self.events]  # type: ignore[arg-type]
+        return [TaskResult(name=e.name, status=e.status, seconds=round(e.seconds, 6), reasons=e.reasons) for e in self.events]
 
 
 # -- summary ----------------------------------------------------------------------------------------

@@ -102,7 +102,7 @@ def wireable(module: ModuleType) -> bool:
         parameters = set(inspect.signature(original).parameters)
     except (TypeError, ValueError):
         return False
-    return BUILD_PARAMETERS <= parameters
+    return parameters >= BUILD_PARAMETERS
 
 
 def deploy(argv: Sequence[str], target: Target | None) -> int:

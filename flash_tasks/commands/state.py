@@ -152,6 +152,7 @@ def cpu_image_warnings(config: BuildConfig) -> list[str]:
     phases reported.
     """
     from packaging.utils import canonicalize_name as normalize_name
+
     from ..deps.tasks import lock_path
 
     manifest = read_plain_json(config.paths.manifest, {}) or {}

@@ -121,10 +121,10 @@ def lock_group_action(config: BuildConfig, group: str) -> None:
 
 
 def install_action(config: BuildConfig, groups: list[str]) -> None:
+
     from .installer import check_overlaps, install
     from .locks import combine_locks
     from .sdk import bundle_sdk
-    from packaging.utils import canonicalize_name as normalize_name
 
     plan = LockPlan(config)
     lay = layout(config)
