@@ -9,7 +9,7 @@ stale artifact or a cache that poisons the next build.
   followed by a normal build that must equal a clean build and then be a no-op;
 * concurrency, network failures and a full disk.
 
-Known bugs are pinned by ``xfail(strict=True)`` tests whose reason says what is wrong.
+The kill loop takes minutes and is marked ``slow`` (run by ``.ci/run``, not the README's test command).
 """
 
 from __future__ import annotations
