@@ -842,6 +842,7 @@ def heavy_app(root: Path, name: str, requirements: str) -> Path:
     return write_app(root / name, {"main.py": main_py(), "util.py": UTIL, "requirements.txt": requirements})
 
 
+@pytest.mark.slow
 def test_two_builds_of_one_app_at_once(local_index: Path, heavy_index: Path, tmp_path: Path) -> None:
     builds = Builds([local_index, heavy_index])
     app = heavy_app(tmp_path, "together", "manyfiles\ntinydep==1.0\n")
@@ -854,6 +855,7 @@ def test_two_builds_of_one_app_at_once(local_index: Path, heavy_index: Path, tmp
     assert run_tasks(builds.config(app)).ran == []
 
 
+@pytest.mark.slow
 def test_two_apps_sharing_one_uv_cache_at_once(local_index: Path, heavy_index: Path, tmp_path: Path) -> None:
     builds = Builds([local_index, heavy_index])
     first = heavy_app(tmp_path, "first", "manyfiles\ntinydep==1.0\n")
