@@ -106,7 +106,7 @@ def handler_outputs(python: Path, case: Case, unpacked: Path, manifest: dict[str
     for resource in sorted({*jobs, *requests}):
         if resource not in manifest["resources"]:
             raise SystemExit(f"{case.name}: jobs for {resource!r}, which the reference's manifest does not have")
-        spec = {"module": f"handler_{resource}"}
+        spec: dict[str, Any] = {"module": f"handler_{resource}"}
         spec.update({"kind": "queue", "jobs": jobs[resource]} if resource in jobs else {"kind": "lb", "requests": requests[resource]})
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "FLASH_", "RUNPOD_"))}
         env.update(RUNPOD_ENDPOINT_ID="golden", FLASH_RESOURCE_NAME=resource, PYTHONPATH=str(unpacked), PYTHONDONTWRITEBYTECODE="1")
