@@ -43,9 +43,9 @@ from support.apps import (
     QUEUE_JOBS,
     Case,
     artifact_members,
-    build_env,
     comparable,
     copy_app,
+    reference_build,
     shipped,
 )
 
@@ -84,19 +84,9 @@ print(json.dumps(out, default=repr))
 
 
 def run_reference_build(python: Path, app_dir: Path, args: tuple[str, ...]) -> None:
-    flash = python.parent / "flash"
-    proc = subprocess.run(
-        [str(flash), "build", "--no-deps", *args],
-        cwd=app_dir,
-        env=build_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=BUILD_TIMEOUT_S,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise SystemExit(f"the reference failed to build {app_dir.name} {' '.join(args)}:\n{proc.stdout}")
+    code, output = reference_build(python.parent / "flash", app_dir, *args, timeout=BUILD_TIMEOUT_S)
+    if code != 0:
+        raise SystemExit(f"the reference failed to build {app_dir.name} {' '.join(args)}:\n{output}")
 
 
 def handler_outputs(python: Path, case: Case, unpacked: Path, manifest: dict[str, Any]) -> dict[str, Any]:

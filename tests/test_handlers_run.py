@@ -101,6 +101,16 @@ def via_runpod(handler: Callable[[dict[str, Any]], Any], label: str, payload: An
     return asyncio.run(run_job(handler, {"id": f"job-{label}", "input": payload}))
 
 
+def replay_until(handler: Callable[[dict[str, Any]], Any], resource: str, label: str, runner: Callable[..., Any]) -> Any:
+    """Run ``label``'s job after the jobs listed before it: class instances live for the whole worker."""
+    jobs = QUEUE_JOBS[APP][resource]
+    for earlier, payload in jobs.items():
+        if earlier == label:
+            break
+        runner(handler, earlier, payload)
+    return runner(handler, label, jobs[label])
+
+
 def same_outcome(ours: Any, reference: Any) -> bool:
     """Equal results; for error results, both failed and raised the same exception.
 
@@ -120,27 +130,14 @@ QUEUE_CASES = [(resource, label) for resource, jobs in QUEUE_JOBS[APP].items() f
 
 @pytest.mark.parametrize(("resource", "label"), QUEUE_CASES, ids=[f"{r}:{lbl}" for r, lbl in QUEUE_CASES])
 def test_queue_handler_answers_like_the_reference(worker: Worker, golden: dict[str, Any], resource: str, label: str) -> None:
-    module = worker.load(resource)
-    # Class instances live for the whole worker: replay the jobs before this one, in order.
-    jobs = QUEUE_JOBS[APP][resource]
-    for earlier, payload in jobs.items():
-        if earlier == label:
-            break
-        call(module.handler, earlier, payload)
-    ours = call(module.handler, label, jobs[label])
+    ours = replay_until(worker.load(resource).handler, resource, label, call)
     reference = golden[resource][label]
     assert same_outcome(ours, reference), f"{resource} {label}:\n  ours:      {ours!r}\n  reference: {reference!r}"
 
 
 @pytest.mark.parametrize(("resource", "label"), QUEUE_CASES, ids=[f"{r}:{lbl}" for r, lbl in QUEUE_CASES])
 def test_queue_handler_through_runpods_job_runner(worker: Worker, golden: dict[str, Any], resource: str, label: str) -> None:
-    module = worker.load(resource)
-    jobs = QUEUE_JOBS[APP][resource]
-    for earlier, payload in jobs.items():
-        if earlier == label:
-            break
-        via_runpod(module.handler, earlier, payload)
-    result = via_runpod(module.handler, label, jobs[label])
+    result = replay_until(worker.load(resource).handler, resource, label, via_runpod)
     reference = golden[resource][label]
     if isinstance(reference, dict) and reference.get("success") is False:
         # runpod lifts a result's "error" key out of the output: the job is reported as failed.

@@ -38,6 +38,7 @@ from support.apps import (
     comparable,
     copy_app,
     json_diff,
+    reference_build,
     shipped,
 )
 from support.reference import require_reference
@@ -84,18 +85,8 @@ def write_app(files: dict[str, str], dest: Path) -> Path:
 
 
 def run_reference(app_dir: Path, *args: str) -> Build:
-    flash = reference_flash()
-    proc = subprocess.run(
-        [str(flash), "build", "--no-deps", *args],
-        cwd=app_dir,
-        env=build_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=BUILD_TIMEOUT_S,
-        check=False,
-    )
-    return Build("reference", app_dir, proc.returncode, proc.stdout)
+    code, output = reference_build(reference_flash(), app_dir, *args, timeout=BUILD_TIMEOUT_S)
+    return Build("reference", app_dir, code, output)
 
 
 def run_ours(app_dir: Path, *args: str) -> Build:

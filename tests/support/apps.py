@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +147,21 @@ def build_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV}
     env.update(FIXTURE_ENV)
     return env
+
+
+def reference_build(flash: Path, app_dir: Path, *args: str, timeout: float = 600) -> tuple[int, str]:
+    """Run the reference's ``flash build --no-deps`` in ``app_dir``: exit code and combined output."""
+    proc = subprocess.run(
+        [str(flash), "build", "--no-deps", *args],
+        cwd=app_dir,
+        env=build_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return proc.returncode, proc.stdout
 
 
 def copy_app(app: str, dest_root: Path, extra: dict[str, str] | None = None) -> Path:
