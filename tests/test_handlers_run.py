@@ -20,6 +20,7 @@ import asyncio
 import importlib.util
 import inspect
 import json
+import logging
 import sys
 import tarfile
 from collections.abc import Callable, Iterator
@@ -177,16 +178,19 @@ def test_main_block_starts_runpod_with_the_handler(worker: Worker, monkeypatch: 
     assert call(started[0]["handler"], "main", {"n": 2}) == {"text": "hi hi", "n": 2}
 
 
-def test_load_balanced_app_answers_like_the_reference(worker: Worker, golden: dict[str, Any]) -> None:
+def test_load_balanced_app_answers_like_the_reference(worker: Worker, golden: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
     from fastapi.testclient import TestClient
 
     module = worker.load("api")
     calls = []
+    caplog.set_level(logging.INFO, logger=module.__name__)
     with TestClient(module.app) as client:  # "with" runs the lifespan hooks
         for req in LB_REQUESTS[APP]["api"]:
             resp = client.request(req["method"], req["path"], json=req.get("json"), params=req.get("params"))
             calls.append({"status": resp.status_code, "body": resp.json()})
     assert calls == golden["api"]
+    # The process log says which endpoint started and stopped.
+    assert [r.getMessage() for r in caplog.records if r.name == module.__name__] == ["endpoint api starting", "endpoint api stopping"]
     assert sorted(f"{method} {path}" for method, path in module.ROUTE_REGISTRY) == ["GET /hello", "POST /echo"]
 
 

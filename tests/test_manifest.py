@@ -210,8 +210,9 @@ def test_python_version_rules() -> None:
     messages = " ".join(w.message for w in result.warnings)
     assert "end of life" in messages and "+7 GB" in messages
     assert not manifest(files, python="3.12").warnings
-    with pytest.raises(UsageError, match="3.10, 3.11, 3.12"):
+    with pytest.raises(UsageError, match="3.10, 3.11, 3.12") as info:
         manifest(files, python="3.9")
+    assert info.value.hint is not None and "3.10, 3.11, 3.12" in info.value.hint  # what to do instead
 
 
 def test_image_overrides_from_environment() -> None:
