@@ -233,15 +233,25 @@ def test_concurrent_builds_of_one_app_do_not_corrupt(app: Path) -> None:
     assert build(app).ran == []
 
 
+def member(artifact: Path, name: str) -> bytes:
+    with tarfile.open(artifact, "r:gz") as tar:
+        extracted = tar.extractfile(name)
+        assert extracted is not None, f"{name} is not a file in {artifact.name}"
+        return extracted.read()
+
+
 def test_deleted_build_folder_is_rebuilt(app: Path) -> None:
     build(app)
+    artifact = app / ".flash" / "artifact.tar.gz"
+    before = artifact.read_bytes()
     shutil.rmtree(app / ".flash" / ".build")
     report = build(app)
     assert "stage" in report.ran and "handlers" in report.ran
-    # The recreated build folder is identical, so the existing artifact stays valid.
-    assert (app / ".flash" / ".build" / "workers" / "embed.py").is_file()
+    # The recreated build folder is identical, so the artifact is the same, byte for byte.
+    assert (app / ".flash" / ".build" / "workers" / "embed.py").read_bytes() == (app / "workers" / "embed.py").read_bytes()
     assert (app / ".flash" / ".build" / "handler_embedder.py").is_file()
-    assert "./workers/embed.py" in names(app / ".flash" / "artifact.tar.gz")
+    assert artifact.read_bytes() == before
+    assert member(artifact, "./workers/embed.py") == (app / "workers" / "embed.py").read_bytes()
 
 
 def test_deleted_artifact_is_rebuilt_alone(app: Path) -> None:
@@ -287,12 +297,21 @@ def test_no_deps_installs_only_direct_requirements(app: Path) -> None:
     assert "./middep/__init__.py" in listed and "./leafdep/__init__.py" not in listed
 
 
-def test_wheels_match_the_target_python(app: Path) -> None:
+def test_wheels_match_the_target_python(app: Path, tmp_path: Path) -> None:
+    """Both nativedep wheels are version 1.0; only their tags and contents differ."""
     add_dependencies(app, "nativedep\n", [])
+    artifact = app / ".flash" / "artifact.tar.gz"
     build(app, python_version="3.11")
-    assert b"NATIVE = 311" in (app / ".flash" / ".build" / "nativedep" / "__init__.py").read_bytes()
+    assert (app / ".flash" / ".build" / "nativedep" / "__init__.py").read_bytes() == b"NATIVE = 311\n"
+    assert member(artifact, "./nativedep/__init__.py") == b"NATIVE = 311\n"
     build(app)
-    assert b"NATIVE = 312" in (app / ".flash" / ".build" / "nativedep" / "__init__.py").read_bytes()
+    assert (app / ".flash" / ".build" / "nativedep" / "__init__.py").read_bytes() == b"NATIVE = 312\n"
+    assert member(artifact, "./nativedep/__init__.py") == b"NATIVE = 312\n"
+    # The rebuild ships exactly what a first 3.12 build of the same app ships.
+    fresh = tmp_path / "fresh" / app.name
+    shutil.copytree(app, fresh, ignore=shutil.ignore_patterns(".flash"))
+    build(fresh)
+    assert artifact.read_bytes() == (fresh / ".flash" / "artifact.tar.gz").read_bytes()
 
 
 def test_adding_a_dependency_installs_and_compresses_only_it(app: Path) -> None:

@@ -94,12 +94,12 @@ def normalise(text: str, *paths: Path) -> str:
 
 def assert_snapshot(name: str, text: str) -> None:
     path = SNAPSHOTS / f"{name}.txt"
-    if os.environ.get("UPDATE_SNAPSHOTS") or not path.exists():
-        if not os.environ.get("UPDATE_SNAPSHOTS") and os.environ.get("CI"):
-            pytest.fail(f"snapshot {path.name} is missing; create it with UPDATE_SNAPSHOTS=1")
+    if os.environ.get("UPDATE_SNAPSHOTS"):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         return
+    if not path.exists():
+        pytest.fail(f"snapshot {path.relative_to(REPO)} is missing; review the output below and create it with UPDATE_SNAPSHOTS=1:\n{text}")
     expected = path.read_text()
     assert text == expected, f"output differs from {path.relative_to(REPO)} (UPDATE_SNAPSHOTS=1 rewrites it):\n{text}"
 

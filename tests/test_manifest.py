@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+import tempfile
 import textwrap
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -207,8 +210,9 @@ def test_python_version_rules() -> None:
     messages = " ".join(w.message for w in result.warnings)
     assert "end of life" in messages and "+7 GB" in messages
     assert not manifest(files, python="3.12").warnings
-    with pytest.raises(UsageError, match="3.10, 3.11, 3.12"):
+    with pytest.raises(UsageError, match="3.10, 3.11, 3.12") as info:
         manifest(files, python="3.9")
+    assert info.value.hint is not None and "3.10, 3.11, 3.12" in info.value.hint  # what to do instead
 
 
 def test_image_overrides_from_environment() -> None:
@@ -219,9 +223,28 @@ def test_image_overrides_from_environment() -> None:
 
 # -- the evaluator never executes and never crashes ------------------------------------
 
+#: Where expressions that ran would leave a trace; it must stay empty.
+SENTINEL = Path(tempfile.mkdtemp(prefix="flash-never-executes-"))
+_ran: list[str] = []
+
+
+def _audit(event: str, args: tuple[object, ...]) -> None:
+    if _watching and event in ("os.system", "subprocess.Popen", "os.exec", "os.posix_spawn"):
+        _ran.append(event)
+
+
+_watching = False
+sys.addaudithook(_audit)
+
 _atoms = st.sampled_from(
-    ["1", "'a'", "None", "True", "GpuGroup.ADA_24", "os.environ.get('X', 'y')", "[1, 2]", "{'k': 'v'}", "open('/tmp/x', 'w')",
-     "__import__('os').system('true')", "(lambda: 1)()", "X", "f'{1}'", "exec('1')", "GpuGroup", "PodTemplate()", "2 ** 10000", "'a' * 10**9"]
+    ["1", "'a'", "None", "True", "GpuGroup.ADA_24", "os.environ.get('X', 'y')", "[1, 2]", "{'k': 'v'}",
+     f"open({str(SENTINEL / 'opened')!r}, 'w')",
+     f"__import__('pathlib').Path({str(SENTINEL / 'imported')!r}).touch()",
+     f"__import__('os').system('touch {SENTINEL / 'system'}')",
+     f"(lambda: open({str(SENTINEL / 'lambda')!r}, 'w'))()",
+     f"exec({'open(%r, chr(119))' % str(SENTINEL / 'exec')!r})",
+     f"eval({'open(%r, chr(119))' % str(SENTINEL / 'eval')!r})",
+     "X", "f'{1}'", "GpuGroup", "PodTemplate()", "2 ** 10000", "'a' * 10**9"]
 )
 _exprs = st.recursive(
     _atoms,
@@ -239,11 +262,30 @@ _exprs = st.recursive(
 @settings(max_examples=200, deadline=None)
 @given(_exprs)
 def test_evaluator_never_executes_and_only_raises_build_errors(expr: str) -> None:
+    global _watching
     files = {"w.py": HEADER + f"X = 3\n@Endpoint(name='w', env={{'V': str({expr})}})\ndef f(): ...\n"}
+    _watching = True
     try:
         manifest(files)
     except BuildError as exc:
         assert exc.path == "w.py" and exc.line is not None
+    finally:
+        _watching = False
+    assert not list(SENTINEL.iterdir()), f"{expr} ran: it left {sorted(p.name for p in SENTINEL.iterdir())}"
+    assert not _ran, f"{expr} started a process: {_ran}"
+
+
+def test_never_executes_sentinels_work() -> None:
+    """The traces the test above looks for do appear when such an expression really runs."""
+    global _watching
+    _watching = True
+    try:
+        exec(f"__import__('os').system('true')\nopen({str(SENTINEL / 'probe')!r}, 'w').close()")
+    finally:
+        _watching = False
+    assert (SENTINEL / "probe").exists() and "os.system" in _ran
+    (SENTINEL / "probe").unlink()
+    _ran.clear()
 
 
 # -- the SDK's older form: @remote(resource_config) ------------------------------------------

@@ -8,8 +8,8 @@ reference implementation.
 Resolution order:
 
 1. ``FLASH_REFERENCE_PYTHON``, if set (an existing interpreter to use as is);
-2. a cached venv under ``${FLASH_TASKS_TEST_CACHE:-~/.cache/flash-tasks-tests}/ref-1.21.0``,
-   created with uv on first use. Creation is serialised with a file lock so
+2. a cached venv under ``$FLASH_TASKS_TEST_CACHE/ref-1.21.0`` (tests/conftest.py points
+   that at pytest's cache folder; outside pytest, the temp folder), created with uv on first use. Creation is serialised with a file lock so
    parallel test processes do not race, and a marker file written last tells a
    finished venv from one interrupted half-way.
 
@@ -47,7 +47,9 @@ def cache_root() -> Path:
     configured = os.environ.get(ENV_CACHE)
     if configured:
         return Path(configured).expanduser()
-    return Path.home() / ".cache" / "flash-tasks-tests"
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / "flash-tasks-tests"
 
 
 def reference_python() -> Path | None:
