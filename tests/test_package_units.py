@@ -9,8 +9,8 @@ here, and every claim about the artifact compares bytes.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
-import json
 import os
 import tarfile
 from pathlib import Path
@@ -23,6 +23,7 @@ from flash_tasks.archive import Entry, replace_tail, write_segment
 from flash_tasks.config import BuildConfig
 from flash_tasks.errors import BuildError
 from flash_tasks.runner import run_tasks
+from flash_tasks.store import Blob
 
 MAIN = '''\
 from runpod_flash import CpuInstanceType, Endpoint
@@ -61,6 +62,19 @@ def built(tmp_path: Path, local_index: Path, shared_index: Path) -> BuildConfig:
     return config
 
 
+def rewrite_distribution(config: BuildConfig, name: str, **changes: object) -> None:
+    """Change one distribution's install record, keeping the record valid (its digest recomputed)."""
+    from flash_tasks.deps.installer import InstallState, load_install_state
+
+    state = load_install_state(config.paths.install_json)
+    assert state is not None
+    dists = dict(state.distributions)
+    dists[name] = dists[name].model_copy(update=changes)
+    changed = InstallState.model_validate({**state.model_dump(), "distributions": dists, "digest": ""})
+    changed = changed.model_copy(update={"digest": changed.computed_digest()})
+    config.paths.install_json.write_text(changed.model_dump_json(), encoding="utf-8")
+
+
 def segment_names(config: BuildConfig) -> dict[str, list[str]]:
     _fresh, cached = package.plan_segments(config)
     return {group.name: [p.name for p in group.paths] for group in cached}
@@ -82,10 +96,7 @@ def test_fresh_segment_holds_sources_generated_files_sdk_and_shared_tops(built: 
 
 def test_segment_key_changes_with_the_content_hash_and_only_for_that_distribution(built: BuildConfig) -> None:
     before = segment_names(built)
-    state_path = built.paths.install_json
-    state = json.loads(state_path.read_text(encoding="utf-8"))
-    state["distributions"]["tinydep"]["content_hash"] = "sha256:" + "0" * 64
-    state_path.write_text(json.dumps(state), encoding="utf-8")
+    rewrite_distribution(built, "tinydep", content_hash="sha256:" + "0" * 64)
     after = segment_names(built)
     assert after["tinydep-1.0"] != before["tinydep-1.0"]
     assert {k: v for k, v in after.items() if k != "tinydep-1.0"} == {k: v for k, v in before.items() if k != "tinydep-1.0"}
@@ -100,10 +111,7 @@ def test_segment_key_changes_with_the_archive_timestamp(built: BuildConfig, monk
 
 
 def test_big_distribution_is_split_into_numbered_chunks(built: BuildConfig, monkeypatch: pytest.MonkeyPatch) -> None:
-    state_path = built.paths.install_json
-    state = json.loads(state_path.read_text(encoding="utf-8"))
-    state["distributions"]["tinydep"]["size"] = 2 * package.CHUNK_BYTES + 1
-    state_path.write_text(json.dumps(state), encoding="utf-8")
+    rewrite_distribution(built, "tinydep", size=2 * package.CHUNK_BYTES + 1)
     names = segment_names(built)["tinydep-1.0"]
     assert len(names) == 3
     assert [n.rsplit(".", 2)[-2] for n in names] == ["1of3", "2of3", "3of3"]
@@ -198,39 +206,57 @@ def test_replace_tail_refuses_a_bad_segment_before_touching_the_file(tmp_path: P
 # -- publish -----------------------------------------------------------------------------------------
 
 
+def blob(path: Path) -> Blob:
+    data = path.read_bytes()
+    return Blob(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+
+
+def publish(config: BuildConfig, prefix: list[Path], fresh: Path) -> None:
+    """``package.publish`` with the records the archive step hands it."""
+    end = blob_of_bytes(archive._END_MEMBER)
+    package.publish(config, prefix, [blob(p) for p in prefix], fresh, [blob(fresh), end])
+
+
+def blob_of_bytes(data: bytes) -> Blob:
+    return Blob(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+
+
 @pytest.fixture()
 def config(tmp_path: Path) -> BuildConfig:
     app = tmp_path / "app"
     app.mkdir()
     config = BuildConfig(app_dir=app)
     config.paths.state.mkdir(parents=True)
+    config.paths.build.mkdir(parents=True)
+    config.paths.build_manifest.write_text("{}")  # publish records the manifest that goes with the artifact
     return config
 
 
 def test_first_publish_writes_the_artifact_and_a_separate_spare(config: BuildConfig, tmp_path: Path) -> None:
     deps = segment(tmp_path, "deps", {"dep/__init__.py": b"D" * 3000})
     fresh = segment(tmp_path, "fresh", {"main.py": b"v1"}, root=True)
-    package.publish(config, [deps], fresh)
+    publish(config, [deps], fresh)
     expected = deps.read_bytes() + fresh.read_bytes() + end_marker(tmp_path)
     artifact = config.paths.artifact
     spare = config.paths.state / "spare.tar.gz"
     assert artifact.read_bytes() == expected
     assert spare.read_bytes() == expected
     assert artifact.stat().st_ino != spare.stat().st_ino and artifact.stat().st_nlink == 1
-    assert sorted(p.name for p in config.paths.state.iterdir()) == ["spare.tar.gz"]  # no temporaries left
+    # The spare and the records of both; no temporaries left.
+    assert sorted(p.name for p in config.paths.state.iterdir()) == ["artifact.json", "spare.json", "spare.tar.gz"]
 
 
 def test_publish_cuts_the_spare_when_it_starts_with_the_same_segments(config: BuildConfig, tmp_path: Path) -> None:
     deps = segment(tmp_path, "deps", {"dep/__init__.py": b"D" * 3000})
     first = segment(tmp_path, "first", {"main.py": b"v1"}, root=True)
     second = segment(tmp_path, "second", {"main.py": b"version two"}, root=True)
-    package.publish(config, [deps], first)
+    publish(config, [deps], first)
     artifact = config.paths.artifact
     spare = config.paths.state / "spare.tar.gz"
     old_bytes = artifact.read_bytes()
     spare_inode = spare.stat().st_ino
     old_inode = artifact.stat().st_ino
-    package.publish(config, [deps], second)
+    publish(config, [deps], second)
     assert artifact.read_bytes() == deps.read_bytes() + second.read_bytes() + end_marker(tmp_path)
     assert artifact.stat().st_ino == spare_inode  # the spare was cut and renamed into place
     # The previously published file was never changed: it is the new spare, by hard link.
@@ -244,7 +270,7 @@ def test_publish_never_trusts_a_spare_with_other_segments(config: BuildConfig, t
     fresh = segment(tmp_path, "fresh", {"main.py": b"v1"}, root=True)
     spare = config.paths.state / "spare.tar.gz"
     spare.write_bytes(other.read_bytes() + fresh.read_bytes() + end_marker(tmp_path))
-    package.publish(config, [deps], fresh)
+    publish(config, [deps], fresh)
     assert config.paths.artifact.read_bytes() == deps.read_bytes() + fresh.read_bytes() + end_marker(tmp_path)
     assert contents(config.paths.artifact.read_bytes())["./dep/__init__.py"] == b"D" * 3000
 
@@ -254,11 +280,11 @@ def test_publish_leaves_a_spare_with_another_link_alone(config: BuildConfig, tmp
     deps = segment(tmp_path, "deps", {"dep/__init__.py": b"D" * 3000})
     first = segment(tmp_path, "first", {"main.py": b"v1"}, root=True)
     second = segment(tmp_path, "second", {"main.py": b"two"}, root=True)
-    package.publish(config, [deps], first)
+    publish(config, [deps], first)
     spare = config.paths.state / "spare.tar.gz"
     outside = tmp_path / "someone-elses-link"
     os.link(spare, outside)
     kept = outside.read_bytes()
-    package.publish(config, [deps], second)
+    publish(config, [deps], second)
     assert outside.read_bytes() == kept
     assert config.paths.artifact.read_bytes() == deps.read_bytes() + second.read_bytes() + end_marker(tmp_path)
