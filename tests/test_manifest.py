@@ -378,3 +378,35 @@ def test_columns_count_characters_not_bytes() -> None:
     with pytest.raises(BuildError) as info:
         manifest({"w.py": HEADER + "@Endpoint(name='ééé', gpu=GpuGroup.NOPE)\ndef f(): ...\n"})
     assert info.value.col == len("@Endpoint(name='ééé', gpu=") + 1
+
+
+# -- one name, two Endpoint objects in one file ----------------------------------------------------
+
+
+def test_two_endpoint_objects_with_one_name_and_one_config_are_one_endpoint() -> None:
+    files = {
+        "w.py": HEADER
+        + "a = Endpoint(name='shared', cpu='cpu3c-1-2', workers=(0, 2))\n"
+        + "b = Endpoint(name='shared', cpu='cpu3c-1-2', workers=(0, 2))\n"
+        + "@a.get('/one')\ndef one(): ...\n"
+        + "@b.get('/two')\ndef two(): ...\n"
+    }
+    resource = resources(files)["shared"]
+    assert [f["name"] for f in resource["functions"]] == ["one", "two"]
+    assert resource["workersMax"] == 2
+
+
+def test_two_endpoint_objects_with_one_name_and_different_configs_fail_at_the_second() -> None:
+    files = {
+        "w.py": HEADER
+        + "a = Endpoint(name='shared', cpu='cpu3c-1-2', workers=(0, 2))\n"
+        + "b = Endpoint(name='shared', cpu='cpu3c-1-2', workers=(0, 3))\n"
+        + "@a.get('/one')\ndef one(): ...\n"
+        + "@b.get('/two')\ndef two(): ...\n"
+    }
+    with pytest.raises(BuildError) as info:
+        manifest(files)
+    error = info.value
+    assert "'shared' is configured twice with different settings (w.py:3 and w.py:4)" in str(error)
+    assert (error.path, error.line) == ("w.py", 4)
+    assert error.hint is not None and "different names" in error.hint
