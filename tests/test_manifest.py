@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import sys
 import tempfile
 import textwrap
@@ -225,6 +227,7 @@ def test_image_overrides_from_environment() -> None:
 
 #: Where expressions that ran would leave a trace; it must stay empty.
 SENTINEL = Path(tempfile.mkdtemp(prefix="flash-never-executes-"))
+atexit.register(shutil.rmtree, SENTINEL, True)
 _ran: list[str] = []
 
 
