@@ -156,6 +156,16 @@ def test_empty_marker_never_reaches_the_function(worker: Worker) -> None:
     assert call(handler, "none", None) == {"text": "hi", "n": 1}
 
 
+def test_a_failing_function_is_logged_with_its_resource(worker: Worker, caplog: pytest.LogCaptureFixture) -> None:
+    module = worker.load("fails")
+    caplog.set_level(logging.ERROR, logger=module.__name__)
+    result = call(module.handler, "boom", {"reason": "kaput"})
+    assert result["success"] is False and result["error"] == "failed: kaput"
+    logged = [r for r in caplog.records if r.name == module.__name__]
+    assert len(logged) == 1 and "resource fails" in logged[0].getMessage() and "failed: kaput" in logged[0].getMessage()
+    assert logged[0].exc_info is not None and logged[0].exc_info[0] is ValueError
+
+
 def test_class_instance_is_built_once_per_worker(worker: Worker) -> None:
     handler = worker.load("scaler").handler
     first = call(handler, "a", {"method": "scale", "x": 1})

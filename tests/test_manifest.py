@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import sys
 import tempfile
 import textwrap
@@ -225,6 +227,7 @@ def test_image_overrides_from_environment() -> None:
 
 #: Where expressions that ran would leave a trace; it must stay empty.
 SENTINEL = Path(tempfile.mkdtemp(prefix="flash-never-executes-"))
+atexit.register(shutil.rmtree, SENTINEL, True)
 _ran: list[str] = []
 
 
@@ -242,8 +245,8 @@ _atoms = st.sampled_from(
      f"__import__('pathlib').Path({str(SENTINEL / 'imported')!r}).touch()",
      f"__import__('os').system('touch {SENTINEL / 'system'}')",
      f"(lambda: open({str(SENTINEL / 'lambda')!r}, 'w'))()",
-     f"exec({'open(%r, chr(119))' % str(SENTINEL / 'exec')!r})",
-     f"eval({'open(%r, chr(119))' % str(SENTINEL / 'eval')!r})",
+     f"exec({f'open({str(SENTINEL / chr(120))!r}, chr(119))'!r})",
+     f"eval({f'open({str(SENTINEL / chr(121))!r}, chr(119))'!r})",
      "X", "f'{1}'", "GpuGroup", "PodTemplate()", "2 ** 10000", "'a' * 10**9"]
 )
 _exprs = st.recursive(
@@ -280,7 +283,8 @@ def test_never_executes_sentinels_work() -> None:
     global _watching
     _watching = True
     try:
-        exec(f"__import__('os').system('true')\nopen({str(SENTINEL / 'probe')!r}, 'w').close()")
+        # Really running such code is the point here: it proves the traces show.
+        exec(f"__import__('os').system('true')\nopen({str(SENTINEL / 'probe')!r}, 'w').close()")  # noqa: S102
     finally:
         _watching = False
     assert (SENTINEL / "probe").exists() and "os.system" in _ran
@@ -378,3 +382,35 @@ def test_columns_count_characters_not_bytes() -> None:
     with pytest.raises(BuildError) as info:
         manifest({"w.py": HEADER + "@Endpoint(name='ééé', gpu=GpuGroup.NOPE)\ndef f(): ...\n"})
     assert info.value.col == len("@Endpoint(name='ééé', gpu=") + 1
+
+
+# -- one name, two Endpoint objects in one file ----------------------------------------------------
+
+
+def test_two_endpoint_objects_with_one_name_and_one_config_are_one_endpoint() -> None:
+    files = {
+        "w.py": HEADER
+        + "a = Endpoint(name='shared', cpu='cpu3c-1-2', workers=(0, 2))\n"
+        + "b = Endpoint(name='shared', cpu='cpu3c-1-2', workers=(0, 2))\n"
+        + "@a.get('/one')\ndef one(): ...\n"
+        + "@b.get('/two')\ndef two(): ...\n"
+    }
+    resource = resources(files)["shared"]
+    assert [f["name"] for f in resource["functions"]] == ["one", "two"]
+    assert resource["workersMax"] == 2
+
+
+def test_two_endpoint_objects_with_one_name_and_different_configs_fail_at_the_second() -> None:
+    files = {
+        "w.py": HEADER
+        + "a = Endpoint(name='shared', cpu='cpu3c-1-2', workers=(0, 2))\n"
+        + "b = Endpoint(name='shared', cpu='cpu3c-1-2', workers=(0, 3))\n"
+        + "@a.get('/one')\ndef one(): ...\n"
+        + "@b.get('/two')\ndef two(): ...\n"
+    }
+    with pytest.raises(BuildError) as info:
+        manifest(files)
+    error = info.value
+    assert "'shared' is configured twice with different settings (w.py:3 and w.py:4)" in str(error)
+    assert (error.path, error.line) == ("w.py", 4)
+    assert error.hint is not None and "different names" in error.hint
