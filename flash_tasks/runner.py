@@ -212,6 +212,7 @@ TEMPORARY_NAMES = re.compile(
     r"|^\..+\.[A-Za-z0-9_]{8}\.tmp$|^\..+\.\d+\.tmp$"  # mkstemp (locks) and per-process records
     r"|^\.fresh-\d+\.gz$|^\.next\.tar\.gz$|^\.spare\.tmp$"  # the archive's work files
     r"|^\.runpod_flash\.tmp-sdk$|^\.flash-sdk-"  # the SDK being copied or fetched
+    r"|^\.tmp[A-Za-z0-9_]{6}$"  # uv's own temporaries inside the build folder, left by a killed install
 )
 
 
