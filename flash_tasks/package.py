@@ -513,9 +513,31 @@ def _spare_starts_with(config: BuildConfig, spare: Path, members: list[Blob]) ->
 
 
 #: What runpod-flash's ``flash deploy`` writes into the published manifest: top-level keys,
-#: and keys inside each resource.
+#: keys inside each resource, and an environment variable of each resource.
 DEPLOY_KEYS = frozenset({"resources_endpoints"})
 DEPLOY_RESOURCE_KEYS = frozenset({"endpoint_id", "aiKey"})
+DEPLOY_ENV = frozenset({"_FLASH_SOURCE_FINGERPRINT"})
+
+
+def _without_deploy_notes(manifest: Any) -> Any:
+    """A manifest as this tool wrote it, were it annotated by a deploy."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("resources"), dict):
+        return manifest
+    out = {k: v for k, v in manifest.items() if k not in DEPLOY_KEYS}
+    resources = {}
+    for name, resource in manifest["resources"].items():
+        if isinstance(resource, dict):
+            resource = {k: v for k, v in resource.items() if k not in DEPLOY_RESOURCE_KEYS}
+            env = resource.get("env")
+            if isinstance(env, dict):
+                env = {k: v for k, v in env.items() if k not in DEPLOY_ENV}
+                if env:
+                    resource["env"] = env
+                else:
+                    resource.pop("env")
+        resources[name] = resource
+    out["resources"] = resources
+    return out
 
 
 def _annotated_copy(published: bytes, built: Path) -> bool:
@@ -532,14 +554,7 @@ def _annotated_copy(published: bytes, built: Path) -> bool:
         theirs = json.loads(published)
     except (OSError, ValueError, RecursionError):
         return False
-    if not isinstance(theirs, dict) or not isinstance(theirs.get("resources"), dict):
-        return False
-    stripped = {k: v for k, v in theirs.items() if k not in DEPLOY_KEYS}
-    stripped["resources"] = {
-        name: {k: v for k, v in resource.items() if k not in DEPLOY_RESOURCE_KEYS} if isinstance(resource, dict) else resource
-        for name, resource in theirs["resources"].items()
-    }
-    return bool(stripped == ours)
+    return bool(_without_deploy_notes(theirs) == _without_deploy_notes(ours))
 
 
 def check_size(config: BuildConfig, compressed_bytes: int) -> None:
