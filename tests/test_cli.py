@@ -8,6 +8,7 @@ review the diff.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -746,14 +748,31 @@ class _Lines:
         raise AssertionError(f"no line matching {pattern!r}; got:\n{''.join(self.seen)}")
 
 
-def test_watch_rebuilds_on_save_and_stops_on_ctrl_c(app: Path, flags: list[str]) -> None:
+@contextlib.contextmanager
+def _watching(app: Path, flags: list[str]) -> Iterator[tuple[subprocess.Popen[str], _Lines]]:
+    """``flash build --watch`` in ``app``, its stdout read line by line; killed if still running at the end."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "flash_tasks", "build", "--watch", *flags],
         cwd=app, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        out = _Lines(proc.stdout)  # type: ignore[arg-type]
+        yield proc, _Lines(proc.stdout)  # type: ignore[arg-type]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _stop_watch(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    """Ctrl-C; the exit code and stderr."""
+    proc.send_signal(signal.SIGINT)
+    code = proc.wait(timeout=15)
+    return code, proc.stderr.read()  # type: ignore[union-attr]
+
+
+def test_watch_rebuilds_on_save_and_stops_on_ctrl_c(app: Path, flags: list[str]) -> None:
+    with _watching(app, flags) as (proc, out):
         out.wait_for(r"^Watching \d+ files")
         text = app / "workers" / "text.py"
         text.write_text(text.read_text() + "\n# saved once\n")
@@ -763,14 +782,41 @@ def test_watch_rebuilds_on_save_and_stops_on_ctrl_c(app: Path, flags: list[str])
         (app / "new_module.py").write_text("VALUE = 1\n")
         assert "added: new_module.py" in out.wait_for(r"added: ")
         out.wait_for(r"Rebuilt")
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=15)
-        err = proc.stderr.read()  # type: ignore[union-attr]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        code, err = _stop_watch(proc)
     time.sleep(0.2)
     assert code == 0, err + "".join(out.seen) + "".join(list(out.queue.queue))
     assert "Traceback" not in err
     assert "stopped watching" in "".join(out.seen) + out.wait_for("stopped watching", timeout=5)
+
+
+def test_watch_ignores_what_does_not_ship(app: Path, flags: list[str]) -> None:
+    """Writes under .flash/ and to .gitignored files start no rebuild; the next shipped save does, alone."""
+    with _watching(app, flags) as (proc, out):
+        out.wait_for(r"^Watching \d+ files")
+        (app / ".flash" / "scratch.txt").write_text("not shipped\n")
+        (app / "debug.log").write_text("not shipped\n")
+        (app / "scratch").mkdir()
+        (app / "scratch" / "notes.py").write_text("X = 1\n")
+        time.sleep(1.5)  # longer than a batch takes to settle
+        text = app / "workers" / "text.py"
+        text.write_text(text.read_text() + "\n# saved\n")
+        line = out.wait_for(r"changed: |added: |removed: ")
+        assert re.fullmatch(r"\[\d\d:\d\d:\d\d\] changed: workers/text\.py\n", line), line
+        out.wait_for(r"Rebuilt")
+        code, err = _stop_watch(proc)
+    assert code == 0 and "Traceback" not in err, err
+    seen = "".join(out.seen) + "".join(list(out.queue.queue))
+    assert seen.count("Rebuilt") == 1 and "debug.log" not in seen and "scratch" not in seen, seen
+
+
+def test_watch_filter_drops_only_the_flash_folder(app: Path) -> None:
+    from watchfiles import Change
+
+    from flash_tasks.commands.watch import outside_flash
+    from flash_tasks.config import BuildConfig
+
+    keep = outside_flash(BuildConfig(app_dir=app))
+    assert not keep(Change.added, str(app / ".flash"))
+    assert not keep(Change.modified, str(app / ".flash" / "artifact.tar.gz"))
+    assert keep(Change.modified, str(app / ".flashy" / "x.py"))
+    assert keep(Change.modified, str(app / "workers" / "text.py"))

@@ -1,11 +1,12 @@
 """``flash build --watch``: build, then rebuild on every save of a shipped file.
 
-Polling, no new dependency: every 0.3 s it stats the files that ship (and the
-``.gitignore`` files that decide what ships). Folder mtimes catch files being
-added, removed or renamed, and a full walk with the ignore rules runs every
-few seconds or whenever a folder changed. A change starts a rebuild only once
-the files have stopped changing for 0.2 s (editors often write a file in
-several steps). Each rebuild prints what changed and the new artifact's size.
+The operating system reports changes through ``watchfiles`` (no polling); a
+batch of changes is taken once nothing has changed for 0.2 s (editors often
+write a file in several steps). What is under ``.flash/`` never wakes the loop;
+anything else is checked against the files that ship (the ``.gitignore``
+rules included), so only a change to a shipped file, or to a ``.gitignore``
+that decides what ships, starts a rebuild. Each rebuild prints what changed and
+the new artifact's size.
 
 Ctrl-C while waiting exits 0; during a rebuild it exits 130, and the previous
 artifact is left as it was.
@@ -15,9 +16,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from ..config import BuildConfig
 from ..errors import FlashError
@@ -39,10 +41,15 @@ from .output import (
     render_error,
 )
 
-POLL_SECONDS = 0.3
-SETTLE_SECONDS = 0.2
-FULL_SCAN_SECONDS = 3.0
+if TYPE_CHECKING:
+    from watchfiles import Change
 
+#: A batch of changes is yielded once nothing more has changed for this long (ms) ...
+SETTLE_MS = 200
+#: ... or once it has been collecting for this long (ms), however busy the folder is.
+MAX_BATCH_MS = 1600
+#: With nothing changing, an empty batch comes this often (ms); only the first one is looked at.
+IDLE_MS = 1000
 
 
 def _stat(path: Path) -> tuple[int, int, int] | None:
@@ -53,43 +60,18 @@ def _stat(path: Path) -> tuple[int, int, int] | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-def _mtime(path: Path) -> int | None:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return None
-
-
 @dataclass(frozen=True)
 class Snapshot:
-    """The state of every watched file and of the folders that hold them."""
+    """The state of every file that ships (and of the ``.gitignore`` files that decide what ships)."""
 
     files: dict[str, tuple[int, int, int] | None]
-    folders: dict[str, int | None]
-    taken: float
 
     @classmethod
     def take(cls, app_dir: Path) -> Snapshot:
         from ..files import scan_app_tree
 
         tree = scan_app_tree(app_dir)
-        names = [*tree.files, *tree.ignore_files]
-        folders = {""}
-        for rel in names:
-            parts = rel.split("/")[:-1]
-            for i in range(1, len(parts) + 1):
-                folders.add("/".join(parts[:i]))
-        return cls(
-            files={rel: _stat(app_dir / rel) for rel in names},
-            folders={f: _mtime(app_dir / f) for f in sorted(folders)},
-            taken=time.monotonic(),
-        )
-
-    def refresh(self, app_dir: Path) -> Snapshot:
-        """A new snapshot: a re-stat of the known files, or a full walk when folders changed."""
-        if time.monotonic() - self.taken > FULL_SCAN_SECONDS or any(_mtime(app_dir / f) != m for f, m in self.folders.items()):
-            return Snapshot.take(app_dir)
-        return Snapshot({rel: _stat(app_dir / rel) for rel in self.files}, self.folders, self.taken)
+        return cls({rel: _stat(app_dir / rel) for rel in (*tree.files, *tree.ignore_files)})
 
     def changes(self, newer: Snapshot) -> list[str]:
         """``changed: a``, ``added: b``, ``removed: c`` (empty when nothing changed)."""
@@ -98,6 +80,37 @@ class Snapshot:
         modified = sorted(rel for rel in set(self.files) & set(newer.files) if self.files[rel] != newer.files[rel])
         return [f"{word}: {', '.join(names[:5])}" + (f" and {len(names) - 5} more" if len(names) > 5 else "")
                 for word, names in (("changed", modified), ("added", added), ("removed", removed)) if names]
+
+
+def outside_flash(config: BuildConfig) -> Callable[[Change, str], bool]:
+    """A ``watchfiles`` filter: every path but ``.flash/`` and what is in it (the build writes there)."""
+    flash = os.path.normpath(config.paths.flash)
+    inside = flash + os.sep
+
+    def keep(change: Change, path: str) -> bool:
+        path = os.path.normpath(path)
+        return path != flash and not path.startswith(inside)
+
+    return keep
+
+
+def changed_batches(config: BuildConfig) -> Iterator[set[tuple[Change, str]]]:
+    """Batches of settled changes outside ``.flash/``, and an empty one after each idle second.
+
+    The first batch (empty or not) comes once the watcher is up, so what changed
+    between the first snapshot and then is not missed. Ctrl-C raises KeyboardInterrupt.
+    """
+    from watchfiles import watch as watch_changes
+
+    yield from watch_changes(
+        config.app_dir,
+        watch_filter=outside_flash(config),
+        step=SETTLE_MS,
+        debounce=MAX_BATCH_MS,
+        rust_timeout=IDLE_MS,
+        yield_on_timeout=True,
+        raise_interrupt=True,
+    )
 
 
 def _size(path: Path) -> int | None:
@@ -170,27 +183,22 @@ def watch(config: BuildConfig, options: BuildOptions, out: IO[str], err_stream: 
         building = False
         snapshot = Snapshot.take(config.app_dir)
         console.line(console.dim(f"Watching {plural(len(snapshot.files), 'file')} in {show_path(config.app_dir)} for changes (Ctrl-C to stop)"))
-        while True:
-            time.sleep(POLL_SECONDS)
-            current = snapshot.refresh(config.app_dir)
-            if current.files == snapshot.files:
-                snapshot = current
+        first = True
+        for batch in changed_batches(config):
+            if not batch and not first:
                 continue
-            while True:  # debounce: wait until the files stop changing
-                time.sleep(SETTLE_SECONDS)
-                settled = current.refresh(config.app_dir)
-                if settled.files == current.files:
-                    break
-                current = settled
+            first = False
+            current = Snapshot.take(config.app_dir)
             changes = snapshot.changes(current)
             snapshot = current
             if not changes:
-                continue
+                continue  # nothing that ships: a .gitignored file, an editor's swap file
             console.line(f"{console.dim(time.strftime('[%H:%M:%S]'))} {'; '.join(changes)}")
             building = True
             outcome = rebuild(config, options, console)
             building = False
             show_rebuild(config, outcome, options, console, err)
+        return 0
     except KeyboardInterrupt:
         console.stop_spinner()
         if building:
