@@ -53,7 +53,7 @@ ENDPOINT_KWARGS = (
     "max_concurrency",
 )
 @dataclass
-class Warning_:
+class BuildWarning:
     message: str
     path: str | None = None
     line: int | None = None
@@ -144,7 +144,7 @@ def path_sort_key(relpath: str) -> tuple[str, ...]:
 class Discovery:
     """Finds endpoints in the scans and evaluates their arguments."""
 
-    def __init__(self, scans: Mapping[str, dict[str, Any]], ev: Evaluator, warnings: list[Warning_]) -> None:
+    def __init__(self, scans: Mapping[str, dict[str, Any]], ev: Evaluator, warnings: list[BuildWarning]) -> None:
         self.scans = scans
         self.by_module = {scan["module"]: scan for scan in scans.values()}
         self.ev = ev
@@ -237,7 +237,7 @@ class Discovery:
         if declares and folder not in self.skipped_folders:
             self.skipped_folders.add(folder)
             self.warnings.append(
-                Warning_(
+                BuildWarning(
                     f"endpoints in {folder}/ are not built: the worker cannot import modules from a folder "
                     f"whose name contains a dot ({scan['path']} would be module {scan['module']!r}); "
                     f"add the line `{folder}/` to .gitignore to leave the folder out and silence this",
@@ -435,7 +435,7 @@ class Discovery:
                                  hint="reserved paths: " + ", ".join(catalog.RESERVED_PATHS))
             return Discovered(name, obj, record, scan["module"], scan["path"], True, method, route_path)
         if method or route_path:
-            self.warnings.append(Warning_(f"method/path on @remote are ignored for {obj.legacy.cls} (queue-based)", scan["path"], call["line"]))
+            self.warnings.append(BuildWarning(f"method/path on @remote are ignored for {obj.legacy.cls} (queue-based)", scan["path"], call["line"]))
         return Discovered(name, obj, record, scan["module"], scan["path"], False)
 
     def legacy_object(self, value: SdkCall, scan: dict[str, Any], var: str | None) -> EndpointObject:

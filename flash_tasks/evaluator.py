@@ -140,15 +140,6 @@ class ModuleRef:
     name: str
 
 
-@dataclass
-class Located:
-    """Where an expression came from, for error messages."""
-
-    path: str
-    line: int
-    col: int
-
-
 class EvalError(Exception):
     def __init__(self, message: str, node: ast.AST | None = None, hint: str | None = None) -> None:
         super().__init__(message)

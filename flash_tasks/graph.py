@@ -72,8 +72,12 @@ def task_name(rel: str) -> str:
 # -- actions -------------------------------------------------------------------------
 # Plain functions so that doit (and tests) can call them with explicit inputs.
 
-#: FlashErrors raised by actions in this process, newest last (read by the runner).
-RAISED: list[FlashError] = []
+class FlashTaskFailed(TaskFailed):  # type: ignore[misc]
+    """A task that failed with a ``FlashError``: the reporter hands the error itself to the runner."""
+
+    def __init__(self, error: FlashError) -> None:
+        super().__init__(error.render())
+        self.error = error
 
 
 _ARGS_ONLY = inspect.Signature([inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL)])
@@ -86,8 +90,7 @@ def guarded(action: Callable[..., None]) -> Callable[..., Any]:
         try:
             action(*args)
         except FlashError as exc:
-            RAISED.append(exc)
-            return TaskFailed(exc.render())
+            return FlashTaskFailed(exc)
         return None
 
     run.__name__ = action.__name__

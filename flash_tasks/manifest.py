@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import catalog
-from .endpoints import Discovered, Discovery, EndpointObject, Warning_, path_sort_key
+from .endpoints import BuildWarning, Discovered, Discovery, EndpointObject, path_sort_key
 from .errors import BuildError, UsageError
 from .evaluator import Evaluator, SdkCall
 from .models import FunctionEntry, Manifest, ResourceEntry
@@ -45,14 +45,14 @@ class ManifestResult:
     manifest: Manifest
     groups: dict[str, list[dict[str, str]]]  # resource -> [{"requirement", "origin"}]
     env_used: dict[str, str | None]
-    warnings: list[Warning_]
+    warnings: list[BuildWarning]
 
 
 class ManifestBuilder:
     def __init__(self, scans: Mapping[str, dict[str, Any]], options: BuildOptions, environ: Mapping[str, str]) -> None:
         self.scans = scans
         self.options = options
-        self.warnings: list[Warning_] = []
+        self.warnings: list[BuildWarning] = []
         self.ev = Evaluator({scan["module"]: scan for scan in scans.values()}, environ)
         self.found = Discovery(scans, self.ev, self.warnings)
         self.settings = ResourceSettings(self.found, environ)
@@ -80,7 +80,7 @@ class ManifestBuilder:
         if requested:
             overridden = sorted(f"{name} ({version})" for name, (version, _) in declared.items() if version != requested)
             if overridden:
-                self.warnings.append(Warning_(f"--python-version {requested} overrides the python_version of: {', '.join(overridden)}"))
+                self.warnings.append(BuildWarning(f"--python-version {requested} overrides the python_version of: {', '.join(overridden)}"))
             return requested
         versions = sorted({version for version, _ in declared.values()})
         if len(versions) > 1:
@@ -291,7 +291,7 @@ class ManifestBuilder:
         where = f"{applies.path}:{applies.record['decorator_line']}"
         ignored = ", ".join(f"{d.record['target']} ({d.path}:{d.record['decorator_line']})" for d in others)
         self.warnings.append(
-            Warning_(
+            BuildWarning(
                 f"endpoint {name!r} is declared {len(others) + 1} times with different settings "
                 f"({', '.join(sorted(differing))}); the declaration on {applies.record['target']} ({where}) applies, "
                 f"as in runpod-flash, which takes the function whose name sorts first; the settings on {ignored} "
@@ -305,11 +305,11 @@ class ManifestBuilder:
         eol = catalog.END_OF_LIFE.get(version)
         if eol:
             self.warnings.append(
-                Warning_(f"Python {version} reached end of life on {eol}; migrate to Python 3.11 or newer")
+                BuildWarning(f"Python {version} reached end of life on {eol}; migrate to Python 3.11 or newer")
             )
         if any_gpu and version != catalog.GPU_NATIVE_PYTHON_VERSION:
             self.warnings.append(
-                Warning_(
+                BuildWarning(
                     f"GPU workers ship torch for Python {catalog.GPU_NATIVE_PYTHON_VERSION}; with Python {version} "
                     "they reinstall it at cold start (about +7 GB, slower starts). Use --python-version 3.12 if you can"
                 )
@@ -334,4 +334,4 @@ def build_manifest(
     return ManifestBuilder(scans, options, environ).build()
 
 
-__all__ = ["BuildOptions", "EndpointObject", "ManifestResult", "Warning_", "build_manifest", "path_sort_key"]
+__all__ = ["BuildOptions", "BuildWarning", "EndpointObject", "ManifestResult", "build_manifest", "path_sort_key"]

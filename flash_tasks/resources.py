@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import catalog
-from .endpoints import Discovery, EndpointObject, Warning_
+from .endpoints import BuildWarning, Discovery, EndpointObject
 from .errors import BuildError
 from .evaluator import EnumValue, SdkCall, did_you_mean
 from .models import NetworkVolumeEntry, TemplateEntry
@@ -27,7 +27,7 @@ class ResourceSettings:
         self.found = found
         self.environ = environ
         self.ev = found.ev
-        self.warnings: list[Warning_] = found.warnings
+        self.warnings: list[BuildWarning] = found.warnings
 
     def value(self, obj: EndpointObject, key: str, default: Any = None) -> Any:
         return self.found.value(obj, key, default)
@@ -57,7 +57,7 @@ class ResourceSettings:
         if max_concurrency > 1:
             if is_lb:
                 self.warnings.append(
-                    Warning_(
+                    BuildWarning(
                         f"max_concurrency={max_concurrency} is ignored on load-balanced endpoints (they serve requests concurrently already)",
                         obj.path,
                         self.where(obj, "max_concurrency")["line"],

@@ -114,7 +114,7 @@ def _make_reporter(log: _Log) -> type:
         def add_failure(self, task: Any, fail: Any) -> None:
             took = time.perf_counter() - log.started.get(task.name, time.perf_counter())
             log.emit(TaskEvent(task.name, "failed", took, log.reasons.get(task.name, [])))
-            exc = getattr(fail, "exception", None)
+            exc = getattr(fail, "error", None)
             if log.failure is None:
                 log.failure = exc if exc is not None else None
                 log.failure_text = fail.get_msg() if hasattr(fail, "get_msg") else str(fail)
@@ -370,7 +370,7 @@ def run_tasks(
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
 
-    from .graph import RAISED, namespace
+    from .graph import namespace
 
     started = time.perf_counter()
     explainer = None
@@ -389,7 +389,6 @@ def run_tasks(
         repairs_path(config).unlink(missing_ok=True)
         running = config.paths.state / RUNNING_MARKER
         running.touch()
-        RAISED.clear()
         ns = namespace(config, reporter=_make_reporter(log))
         loader = ModuleTaskLoader(ns)
         argv = ["run", *(targets or [])]
@@ -403,7 +402,7 @@ def run_tasks(
                     _remove_tree(db)
             with contextlib.redirect_stderr(doit_errors):
                 code = DoitMain(loader, config_filenames=()).run(argv)
-            if code == 3 and not RAISED and log.failure is None and _record_damaged(doit_errors.getvalue()):
+            if code == 3 and log.failure is None and _record_damaged(doit_errors.getvalue()):
                 # doit could not read its own record (damaged in a way sqlite's check misses): forget it, once.
                 for db in config.paths.flash.glob(config.paths.db.name + "*"):
                     _remove_tree(db)
@@ -420,8 +419,6 @@ def run_tasks(
                 _save_task_configs(config, log.configs, log.tasks)
             except FlashError:  # only --explain's wording suffers; never hide the build's own outcome
                 pass
-    if RAISED:
-        raise RAISED[0]
     if log.failure is not None:
         # A FlashError is the user's to fix; anything else is a bug and keeps its traceback.
         raise log.failure

@@ -25,8 +25,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import IO
 
-COLOR_MODES = ("auto", "always", "never")
-
 _CODES = {
     "bold": "1",
     "dim": "2",

@@ -20,8 +20,6 @@ from ..config import BuildConfig
 from ..errors import FlashError
 from ..stage import read_json, read_plain_json, write_json
 
-FORMAT = 1
-
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
