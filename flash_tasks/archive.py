@@ -6,12 +6,13 @@ Why this exists instead of ``tarfile.open(out, "w:gz")``:
   lives and whatever its files' timestamps, owners or umask: every entry gets
   the mtime of ``SOURCE_DATE_EPOCH`` (else 1980-01-01), uid/gid 0, empty
   user/group names and a mode of 0o755 or 0o644; the gzip headers carry no
-  file name, mtime 0 and OS byte 255. The tar headers are encoded here rather
-  than by ``tarfile.TarInfo.tobuf`` so that the bytes do not drift between
-  Python releases: today's ``tobuf`` writes the same bytes (tests/test_archive.py
-  compares them for every kind of entry), but older releases wrote ``0000000``
-  where current ones leave a file's device numbers empty, and a segment cached
-  by one Python must match what another writes from scratch.
+  file name, mtime 0 and OS byte 255. The tar headers are encoded by
+  ``flash_tasks.tarheader`` rather than by ``tarfile.TarInfo.tobuf`` so that
+  the bytes do not drift between Python releases: today's ``tobuf`` writes
+  the same bytes (tests/test_archive.py compares them for every kind of
+  entry), but older releases wrote ``0000000`` where current ones leave a
+  file's device numbers empty, and a segment cached by one Python must match
+  what another writes from scratch.
 * **Incremental.** A gzip file may be several gzip members back to back, and a
   tar stream may be cut between entries. So an archive is a run of
   independently compressed *segments* (say, hundreds of MB of unchanged
@@ -81,7 +82,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from flash_tasks.archive_entries import ROOT, DamagedSource, Entry, walk_entries
 from flash_tasks.errors import BuildError
+from flash_tasks.tarheader import BLOCK, DEFAULT_MTIME, archive_mtime, padding, tar_header, tar_name
 
 __all__ = [
     "COMPRESSOR",
@@ -89,6 +92,7 @@ __all__ = [
     "END_MEMBER_SIZE",
     "FORMAT_VERSION",
     "ROOT",
+    "DamagedSource",
     "Entry",
     "SegmentInfo",
     "archive_mtime",
@@ -102,19 +106,12 @@ __all__ = [
 #: segments from an older version are never mixed with new ones.
 FORMAT_VERSION = 1
 
-#: The entries' mtime when ``SOURCE_DATE_EPOCH`` is unset: 1980-01-01 UTC,
-#: the earliest time a zip (wheel) can record, a common reproducible default.
-DEFAULT_MTIME = 315532800
-
 #: Size of the uncompressed slices fed to the compressor. Fixed slice
 #: boundaries keep the output independent of how files happen to be read.
 CHUNK = 1 << 20
 
-_BLOCK = 512
 _COMPRESS_LEVEL = 6
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
-#: ustar's 12-byte octal field holds mtimes below 8**11 (the year 2242).
-_MAX_MTIME = 8**11
 
 
 # --------------------------------------------------------------------------
@@ -166,226 +163,6 @@ def _new_compressor() -> _Compressor:
 # gzip member header: magic, CM=deflate, FLG=0 (no name/comment/extra),
 # MTIME=0, XFL=0, OS=255 "unknown" -- the same on every platform and library.
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
-
-
-# --------------------------------------------------------------------------
-# Entries
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One archive entry: a directory, a regular file or a symlink.
-
-    ``arcname`` is the relative POSIX path without a leading ``./`` (``""``
-    is the archive root). ``source`` is where a file's bytes are read from and
-    is ``None`` for directories. ``link_target`` makes the entry a symlink
-    with that target text.
-    """
-
-    arcname: str
-    source: Path | None
-    is_dir: bool
-    link_target: str | None = None
-    #: The file's digest as a wheel RECORD writes it (``sha256=<urlsafe b64>``): when
-    #: given, the bytes read are checked against it and a mismatch raises ``DamagedSource``.
-    expect: str | None = None
-
-
-class DamagedSource(BuildError):
-    """A file in the build folder no longer holds the bytes its record names."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(f"{path} changed since it was installed", hint="the build repairs it; run again")
-        self.source = path
-
-
-#: The archive's root directory entry, written as ``./``.
-ROOT = Entry("", None, True)
-
-
-def walk_entries(root: Path, *, exclude_top: Callable[[str], bool] | None = None) -> list[Entry]:
-    """The entries under ``root`` (not ``root`` itself) in ``tarfile.add`` order.
-
-    Depth-first pre-order, each directory's children sorted by name, symlinks
-    not followed. ``exclude_top`` is asked about each top-level name and
-    drops that whole subtree when it returns true (the reference's
-    ``--exclude`` of packages works on top-level names only).
-    """
-    if not root.is_dir():
-        raise BuildError(f"build folder {root} does not exist or is not a directory")
-    out: list[Entry] = []
-    stack: list[Iterator[os.DirEntry[str]]] = [iter(_sorted_dir(root))]
-    prefixes: list[str] = [""]
-    while stack:
-        item = next(stack[-1], None)
-        if item is None:
-            stack.pop()
-            prefixes.pop()
-            continue
-        if len(stack) == 1 and exclude_top is not None and exclude_top(item.name):
-            continue
-        arcname = prefixes[-1] + item.name
-        path = Path(item.path)
-        if item.is_symlink():
-            out.append(Entry(arcname, path, False, _readlink(path)))
-        elif item.is_dir(follow_symlinks=False):
-            out.append(Entry(arcname, None, True))
-            stack.append(iter(_sorted_dir(path)))
-            prefixes.append(arcname + "/")
-        elif item.is_file(follow_symlinks=False):
-            out.append(Entry(arcname, path, False))
-        else:
-            mode = _lstat(path).st_mode
-            if stat.S_ISSOCK(mode):
-                continue
-            raise BuildError(
-                f"cannot archive special file {path} (not a file, directory or symlink)",
-                hint="remove it from the build folder",
-            )
-    return out
-
-
-def _sorted_dir(path: Path) -> list[os.DirEntry[str]]:
-    try:
-        with os.scandir(path) as it:
-            return sorted(it, key=lambda e: e.name)
-    except OSError as exc:
-        raise BuildError(f"cannot list {path}: {exc.strerror}") from exc
-
-
-def _readlink(path: Path) -> str:
-    try:
-        return os.readlink(path)
-    except OSError as exc:
-        raise BuildError(f"cannot read symlink {path}: {exc.strerror}") from exc
-
-
-def _lstat(path: Path) -> os.stat_result:
-    try:
-        return os.lstat(path)
-    except OSError as exc:
-        raise BuildError(f"cannot stat {path}: {exc.strerror}") from exc
-
-
-# --------------------------------------------------------------------------
-# Tar headers
-
-
-def archive_mtime() -> int:
-    """The mtime of every entry: ``SOURCE_DATE_EPOCH`` if set, else 1980-01-01."""
-    raw = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if not raw:
-        return DEFAULT_MTIME
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if not 0 <= value < _MAX_MTIME:
-        raise BuildError(
-            f"SOURCE_DATE_EPOCH must be a whole number of seconds since 1970 "
-            f"(before the year 2242), got {raw!r}",
-            hint="unset it or set it to e.g. the last commit time: git log -1 --format=%ct",
-        )
-    return value
-
-
-def _octal(value: int, width: int) -> bytes:
-    """A ustar number field: zero-padded octal plus NUL, ``width`` bytes in all."""
-    return b"%0*o\0" % (width - 1, value)
-
-
-def _field(data: bytes, width: int) -> bytes:
-    return data[:width].ljust(width, b"\0")
-
-
-def _ustar(
-    name: bytes, mode: int, size: int, mtime: int, typeflag: bytes, linkname: bytes
-) -> bytes:
-    """One 512-byte ustar header with uid/gid 0 and empty user/group names."""
-    parts = [
-        _field(name, 100),
-        _octal(mode, 8),
-        _octal(0, 8),
-        _octal(0, 8),
-        _octal(size, 12),
-        _octal(mtime, 12),
-        b"        ",
-        typeflag,
-        _field(linkname, 100),
-        b"ustar\x0000",
-        _field(b"", 32),
-        _field(b"", 32),
-        _field(b"", 8),
-        _field(b"", 8),
-        _field(b"", 155),
-    ]
-    buf = b"".join(parts).ljust(_BLOCK, b"\0")
-    chksum = b"%06o\0" % sum(buf)
-    return buf[:148] + chksum + buf[155:]
-
-
-def _pax_record(key: str, value: bytes) -> bytes:
-    """``"<len> key=value\\n"``, where len counts the whole record, itself included."""
-    body = b" " + key.encode("ascii") + b"=" + value + b"\n"
-    n = len(body) + 1
-    while len(str(n)) + len(body) != n:
-        n = len(str(n)) + len(body)
-    return str(n).encode("ascii") + body
-
-
-def _encode_name(text: str, what: str) -> bytes:
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise BuildError(
-            f"cannot archive {what} {text!r}: it is not valid UTF-8",
-            hint="rename it; deployed file names must be UTF-8",
-        ) from exc
-
-
-def _header(
-    name: str, mode: int, size: int, mtime: int, typeflag: bytes, linkname: str = ""
-) -> bytes:
-    """Header block(s) for one entry, pax-extended as ``tarfile.PAX_FORMAT`` would.
-
-    Fields that fit ustar go there; a name or link target that is not ASCII
-    or longer than 100 bytes, or a size of 8 GiB or more, goes into a pax
-    record (and the ustar field gets an ASCII stand-in).
-    """
-    bname = _encode_name(name, "file name")
-    blink = _encode_name(linkname, "symlink target")
-    records: list[bytes] = []
-    if not bname.isascii() or len(bname) > 100:
-        records.append(_pax_record("path", bname))
-        bname = name.encode("ascii", "replace")
-    if not blink.isascii() or len(blink) > 100:
-        records.append(_pax_record("linkpath", blink))
-        blink = linkname.encode("ascii", "replace")
-    if size >= 8**11:
-        records.append(_pax_record("size", str(size).encode("ascii")))
-        size = 0
-    main = _ustar(bname, mode, size, mtime, typeflag, blink)
-    if not records:
-        return main
-    data = b"".join(records)
-    pax = _ustar(b"././@PaxHeader", 0, len(data), 0, b"x", b"")
-    return pax + data + _padding(len(data)) + main
-
-
-def _padding(size: int) -> bytes:
-    return b"\0" * (-size % _BLOCK)
-
-
-def _tar_name(arcname: str, is_dir: bool) -> str:
-    if arcname == "":
-        return "./"
-    if (
-        arcname.startswith("/")
-        or arcname.endswith("/")
-        or any(part in ("", ".", "..") for part in arcname.split("/"))
-    ):
-        raise ValueError(f"invalid arcname {arcname!r}: must be a normalized relative POSIX path")
-    return "./" + arcname + ("/" if is_dir else "")
 
 
 # --------------------------------------------------------------------------
@@ -472,20 +249,20 @@ def _member_bytes(data: bytes) -> bytes:
 #: The last member of every archive: the tar end-of-archive marker (two zero
 #: blocks). ``tarfile`` would pad further to a 10240-byte record; readers
 #: don't need that.
-_END_MEMBER = _member_bytes(b"\0" * (2 * _BLOCK))
+_END_MEMBER = _member_bytes(b"\0" * (2 * BLOCK))
 END_MEMBER_SIZE = len(_END_MEMBER)
 END_MEMBER_SHA256 = hashlib.sha256(_END_MEMBER).hexdigest()
 
 
 def _write_entry(member: _GzipMember, entry: Entry, mtime: int) -> int:
     """Write one entry's header and data; returns its raw tar size."""
-    name = _tar_name(entry.arcname, entry.is_dir)
+    name = tar_name(entry.arcname, entry.is_dir)
     if entry.is_dir:
-        header = _header(name, 0o755, 0, mtime, b"5")
+        header = tar_header(name, 0o755, 0, mtime, b"5")
         member.write(header)
         return len(header)
     if entry.link_target is not None:
-        header = _header(name, 0o777, 0, mtime, b"2", entry.link_target)
+        header = tar_header(name, 0o777, 0, mtime, b"2", entry.link_target)
         member.write(header)
         return len(header)
     if entry.source is None:
@@ -499,7 +276,7 @@ def _write_entry(member: _GzipMember, entry: Entry, mtime: int) -> int:
         if not stat.S_ISREG(st.st_mode):
             raise BuildError(f"cannot archive {entry.source}: not a regular file")
         mode = 0o755 if st.st_mode & 0o111 else 0o644
-        header = _header(name, mode, st.st_size, mtime, b"0")
+        header = tar_header(name, mode, st.st_size, mtime, b"0")
         member.write(header)
         digest = hashlib.sha256() if entry.expect is not None else None
         member.copy_from(src, st.st_size, entry.source, digest)
@@ -507,7 +284,7 @@ def _write_entry(member: _GzipMember, entry: Entry, mtime: int) -> int:
             seen = "sha256=" + base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
             if seen != entry.expect:
                 raise DamagedSource(entry.source)
-    pad = _padding(st.st_size)
+    pad = padding(st.st_size)
     member.write(pad)
     return len(header) + st.st_size + len(pad)
 

@@ -11,7 +11,8 @@ value of ``FLASH_RESOURCE_NAME``:
   with uvicorn, including the ``/ping`` route the load balancer polls.
 
 A build also ships ``runpod_flash/runtime/_flash_resource_config.py``, the map
-of which functions are local to which resource.
+of which functions are local to which resource (``flash_tasks.resource_config``
+renders it).
 
 Everything here is a pure function of the manifest so that an unchanged
 manifest yields byte-identical files, and ``write_generated`` leaves such files
@@ -28,10 +29,18 @@ from string import Template
 from typing import Any
 
 from .errors import BuildError
+from .resource_config import RESOURCE_CONFIG_PATH, render_resource_config
 from .stage import write_if_changed
 
-RESOURCE_CONFIG_PATH = "runpod_flash/runtime/_flash_resource_config.py"
-"""Artifact-relative location of the generated resource-config module."""
+__all__ = [
+    "RESOURCE_CONFIG_PATH",
+    "handler_file_name",
+    "render_handlers",
+    "render_lb_handler",
+    "render_queue_handler",
+    "render_resource_config",
+    "write_generated",
+]
 
 # Oldest interpreter the worker images run; generated code must parse there.
 _WORKER_MIN_PYTHON = (3, 10)
@@ -297,50 +306,6 @@ if __name__ == "__main__":
     uvicorn.run(app, host="0.0.0.0", port=8000)
 ''')
 
-_RESOURCE_CONFIG_MODULE = Template('''\
-"""Which endpoint functions run in which resource of this app.
-
-Built by flash build from flash_manifest.json (generated_at: $generated_at_repr).
-A worker learns its own resource from FLASH_RESOURCE_NAME; a function owned by
-that resource runs in-process, one owned by another resource is called remotely.
-Edits are lost on the next build.
-"""
-
-import os
-
-# resource name -> names of the functions (and classes) it owns
-RESOURCE_LOCAL_FUNCTIONS: dict[str, set[str]] = {
-$resource_lines}
-
-# every function name in the manifest's function registry
-ALL_KNOWN_FUNCTIONS: set[str] = $all_known
-
-
-def _local_functions(resource):
-    """Functions of ``resource``, tolerating the "-fb" suffix Runpod used to
-    append to flashboot endpoint names (in either direction)."""
-    for candidate in (resource, resource + "-fb", resource.removesuffix("-fb")):
-        found = RESOURCE_LOCAL_FUNCTIONS.get(candidate)
-        if found is not None:
-            return found
-    return set()
-
-
-def is_local_function(func_name: str) -> bool:
-    """True when ``func_name`` should execute in this worker process.
-
-    Without FLASH_RESOURCE_NAME, or for names this manifest does not know,
-    the answer is True: running locally is the safe default. Only a function
-    known to belong to another resource is reported as remote.
-    """
-    current = os.getenv("FLASH_RESOURCE_NAME")
-    if not current:
-        return True
-    if func_name in _local_functions(current):
-        return True
-    return func_name not in ALL_KNOWN_FUNCTIONS
-''')
-
 
 # ---------------------------------------------------------------------------
 # Public API
@@ -379,7 +344,8 @@ def render_handlers(manifest: dict[str, Any]) -> dict[str, str]:
             files[path] = render_lb_handler(name, resource, generated_at)
         else:
             files[path] = render_queue_handler(name, resource, generated_at)
-    files[RESOURCE_CONFIG_PATH] = render_resource_config(manifest)
+    registry = _mapping(manifest.get("function_registry", {}), "function_registry")
+    files[RESOURCE_CONFIG_PATH] = render_resource_config(resources, registry, generated_at)
     for path, text in files.items():
         _check_python(path, text)
     return files
@@ -500,38 +466,9 @@ def render_lb_handler(name: str, resource: Mapping[str, Any], generated_at: str)
     )
 
 
-def render_resource_config(manifest: Mapping[str, Any]) -> str:
-    """Source of ``_flash_resource_config.py``.
-
-    Every resource appears as a key (possibly with an empty set) and all
-    collections are sorted, so the text does not depend on manifest order.
-    """
-    resources = _mapping(manifest.get("resources", {}), "resources")
-    registry = _mapping(manifest.get("function_registry", {}), "function_registry")
-    owned: dict[str, set[str]] = {str(name): set() for name in resources}
-    for func_name, owner in registry.items():
-        if owner in owned:
-            owned[owner].add(str(func_name))
-    resource_lines = "".join(
-        f"    {name!r}: {_set_literal(owned[name])},\n" for name in sorted(owned)
-    )
-    return _RESOURCE_CONFIG_MODULE.substitute(
-        generated_at_repr=repr(str(manifest.get("generated_at", ""))),
-        resource_lines=resource_lines,
-        all_known=_set_literal({str(f) for f in registry}),
-    )
-
-
 # ---------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------
-
-
-def _set_literal(items: set[str]) -> str:
-    """Deterministic set display; ``{}`` would be a dict, hence ``set()``."""
-    if not items:
-        return "set()"
-    return "{" + ", ".join(repr(item) for item in sorted(items)) + "}"
 
 
 def _mapping(value: object, what: str) -> Mapping[str, Any]:

@@ -34,6 +34,7 @@ from flash_tasks.archive import (
     write_segments_parallel,
 )
 from flash_tasks.errors import BuildError
+from flash_tasks.tarheader import tar_header
 
 GNU_TAR = shutil.which("tar")
 needs_tar = pytest.mark.skipif(GNU_TAR is None, reason="GNU tar not installed")
@@ -278,7 +279,7 @@ def test_headers_are_the_bytes_tarfile_tobuf_writes(
     info.uid = info.gid = 0
     info.uname = info.gname = ""
     expected = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-    assert archive._header(name, mode, size, mtime, typeflag, link) == expected
+    assert tar_header(name, mode, size, mtime, typeflag, link) == expected
 
 
 def test_metadata_is_normalized_and_carries_no_times(tree: Path, tmp_path: Path) -> None:
