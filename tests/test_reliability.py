@@ -120,24 +120,23 @@ def listing(artifact: Path) -> list[tuple[str, str, int]]:
 _clean_counter = iter(range(10**6))
 
 
-def clean_build(app: Path, builds: Builds, scratch: Path) -> tuple[list[tuple[str, str, int]], str]:
-    """Listing and published manifest of a clean build of ``app``'s current sources elsewhere.
+def clean_build(app: Path, builds: Builds, scratch: Path) -> tuple[list[tuple[str, str, int]], str, bytes]:
+    """Listing, published manifest and bytes of a clean build of ``app``'s current sources elsewhere.
 
     The copy keeps the folder name: it is the manifest's project name.
     """
     copy = scratch / f"clean-{next(_clean_counter)}" / app.name
     shutil.copytree(app, copy, symlinks=True, ignore=shutil.ignore_patterns(".flash"))
     run_tasks(builds.config(copy))
-    return listing(copy / ".flash" / "artifact.tar.gz"), (copy / ".flash" / "flash_manifest.json").read_text()
-
-
-def clean_artifact(app: Path, builds: Builds, scratch: Path) -> tuple[list[tuple[str, str, int]], bytes]:
-    """Listing and bytes of the artifact of a clean build of ``app``'s current sources elsewhere."""
-    copy = scratch / f"clean-{next(_clean_counter)}" / app.name
-    shutil.copytree(app, copy, symlinks=True, ignore=shutil.ignore_patterns(".flash"))
-    run_tasks(builds.config(copy))
     artifact = copy / ".flash" / "artifact.tar.gz"
-    return listing(artifact), artifact.read_bytes()
+    return listing(artifact), (copy / ".flash" / "flash_manifest.json").read_text(), artifact.read_bytes()
+
+
+def assert_same_as_clean(artifact: Path, app: Path, builds: Builds, scratch: Path) -> None:
+    """The artifact is a clean build's: same files first (a readable difference), then the same bytes."""
+    expected_listing, _manifest, expected_bytes = clean_build(app, builds, scratch)
+    assert listing(artifact) == expected_listing
+    assert artifact.read_bytes() == expected_bytes, "same files as a clean build, but not the same bytes"
 
 
 def error_lines(err: str) -> list[str]:
@@ -217,8 +216,9 @@ def failure_keeps_artifact(
     fix_app(app)
     code, out2, err2 = cli(builds.args(app, "-q"), capsys)
     assert code == 0, err2
-    expected_listing, expected_manifest = clean_build(app, builds, scratch)
+    expected_listing, expected_manifest, expected_bytes = clean_build(app, builds, scratch)
     assert listing(artifact) == expected_listing
+    assert artifact.read_bytes() == expected_bytes
     assert (app / ".flash" / "flash_manifest.json").read_text() == expected_manifest
     assert run_tasks(builds.config(app)).ran == []
     return err
@@ -428,7 +428,7 @@ def test_unreadable_file(app: Path, builds: Builds, capsys: pytest.CaptureFixtur
     assert artifact.read_bytes() == before
     secret.write_text("VALUE = 2\n")
     assert cli(builds.args(app, "-q"), capsys)[0] == 0
-    assert listing(artifact) == clean_build(app, builds, tmp_path)[0]
+    assert_same_as_clean(artifact, app, builds, tmp_path)
 
 
 def test_unreadable_file_after_a_good_build(app: Path, builds: Builds, capsys: pytest.CaptureFixture[str]) -> None:
@@ -603,7 +603,7 @@ def test_disk_full_while_writing_the_artifact(small_disk: Path, builds: Builds, 
     assert not [p for p in app.rglob("*") if ".tmp-" in p.name or p.name.startswith(".fresh-")], "temporary files left behind"
     filler.unlink()
     assert cli(builds.args(app, "-q"), capsys)[0] == 0
-    assert listing(artifact) == clean_build(app, builds, tmp_path)[0]
+    assert_same_as_clean(artifact, app, builds, tmp_path)
     assert run_tasks(builds.config(app)).ran == []
 
 
@@ -643,7 +643,7 @@ def test_disk_full_simulated_while_assembling(app: Path, builds: Builds, capsys:
     assert not list(artifact.parent.glob(".*.tmp-*"))
     monkeypatch.setattr(archive, "copy_all", real_copy)
     assert cli(builds.args(app, "-q"), capsys)[0] == 0
-    assert listing(artifact) == clean_build(app, builds, tmp_path)[0]
+    assert_same_as_clean(artifact, app, builds, tmp_path)
 
 
 def test_disk_full_while_installing_many_files(small_disk: Path, local_index: Path, heavy_index: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -687,7 +687,7 @@ def test_build_recovers_after_disk_full_during_install(
     (app / "requirements.txt").write_text("tinydep==1.0\n")
     code, out, err = cli(builds.args(app), capsys)
     assert code == 0, err
-    assert listing(app / ".flash" / "artifact.tar.gz") == clean_build(app, builds, tmp_path)[0]
+    assert_same_as_clean(app / ".flash" / "artifact.tar.gz", app, builds, tmp_path)
 
 
 # -- state files damaged by a power cut -----------------------------------------------------------------
@@ -733,7 +733,7 @@ def test_empty_state_file_does_not_poison_the_next_build(
     (app / "util.py").write_text("HELPER = 'after the power cut'\n")
     code, out, err = cli(builds.args(app, "-q"), capsys)
     assert code == 0 and "Traceback" not in err, err
-    assert listing(app / ".flash" / "artifact.tar.gz") == clean_build(app, builds, tmp_path)[0]
+    assert_same_as_clean(app / ".flash" / "artifact.tar.gz", app, builds, tmp_path)
     assert run_tasks(builds.config(app)).ran == []
 
 
@@ -860,7 +860,7 @@ def test_two_builds_of_one_app_at_once(local_index: Path, heavy_index: Path, tmp
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
         assert "Traceback" not in err
-    assert listing(app / ".flash" / "artifact.tar.gz") == clean_build(app, builds, tmp_path)[0]
+    assert_same_as_clean(app / ".flash" / "artifact.tar.gz", app, builds, tmp_path)
     assert run_tasks(builds.config(app)).ran == []
 
 
@@ -878,7 +878,7 @@ def test_two_apps_sharing_one_uv_cache_at_once(local_index: Path, heavy_index: P
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
     for app in (first, second):
-        assert listing(app / ".flash" / "artifact.tar.gz") == clean_build(app, builds, tmp_path)[0]
+        assert_same_as_clean(app / ".flash" / "artifact.tar.gz", app, builds, tmp_path)
 
 
 # -- crash safety --------------------------------------------------------------------------------
@@ -982,7 +982,8 @@ def test_kill_loop(local_index: Path, heavy_index: Path, tmp_path: Path, capsys:
         # Other people may edit flash_tasks/ while this runs: a new tool version is a new reference.
         key = (*state.key(), graph.tool_fingerprint())
         if key not in references:
-            references[key] = clean_artifact(app, builds(), tmp_path)
+            expected_listing, _manifest, expected_bytes = clean_build(app, builds(), tmp_path)
+            references[key] = (expected_listing, expected_bytes)
         return references[key]
 
     def timed_build() -> float:
@@ -1136,7 +1137,7 @@ def test_kill_during_install_ships_no_uv_leftovers(local_index: Path, heavy_inde
     app = heavy_app(tmp_path, "killed", "manyfiles\ntinydep==1.0\n")
     start_and_kill_during_install(app, builds)
     run_tasks(builds.config(app))
-    assert listing(app / ".flash" / "artifact.tar.gz") == clean_build(app, builds, tmp_path)[0]
+    assert_same_as_clean(app / ".flash" / "artifact.tar.gz", app, builds, tmp_path)
 
 
 def test_interrupted_removal_of_a_dependency_leaves_no_orphans(app: Path, builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1157,7 +1158,7 @@ def test_interrupted_removal_of_a_dependency_leaves_no_orphans(app: Path, builds
         run_tasks(builds.config(app))
     monkeypatch.setattr(installer, "_inside", real_inside)
     run_tasks(builds.config(app))
-    assert listing(app / ".flash" / "artifact.tar.gz") == clean_build(app, builds, tmp_path)[0]
+    assert_same_as_clean(app / ".flash" / "artifact.tar.gz", app, builds, tmp_path)
 
 
 def test_temporary_file_of_a_killed_write_is_never_shipped(app: Path, builds: Builds, tmp_path: Path) -> None:
@@ -1166,7 +1167,7 @@ def test_temporary_file_of_a_killed_write_is_never_shipped(app: Path, builds: Bu
     (app / ".flash" / ".build" / ".util.py.tmp-999999").write_text("HELPER = 'half written'\n")
     (app / "util.py").write_text("HELPER = 2\n")
     run_tasks(builds.config(app))
-    assert listing(app / ".flash" / "artifact.tar.gz") == clean_build(app, builds, tmp_path)[0]
+    assert_same_as_clean(app / ".flash" / "artifact.tar.gz", app, builds, tmp_path)
 
 
 def test_temporary_files_of_killed_builds_are_cleaned_up(app: Path, builds: Builds) -> None:
@@ -1196,9 +1197,10 @@ def test_kill_then_revert_a_source_file(local_index: Path, heavy_index: Path, tm
     (app / "main.py").write_text(good)  # the user reverts the edit
     bump_mtime(app / "main.py")
     run_tasks(builds.config(app))
-    expected_listing, expected_manifest = clean_build(app, builds, tmp_path)
+    expected_listing, expected_manifest, expected_bytes = clean_build(app, builds, tmp_path)
     assert (app / ".flash" / "flash_manifest.json").read_text() == expected_manifest
     assert listing(app / ".flash" / "artifact.tar.gz") == expected_listing
+    assert (app / ".flash" / "artifact.tar.gz").read_bytes() == expected_bytes
 
 
 def test_kill_then_revert_requirements(local_index: Path, heavy_index: Path, tmp_path: Path) -> None:
@@ -1210,7 +1212,7 @@ def test_kill_then_revert_requirements(local_index: Path, heavy_index: Path, tmp
     (app / "requirements.txt").write_text("tinydep==1.0\n")
     result = subprocess.run(build_command(app, builds), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert listing(app / ".flash" / "artifact.tar.gz") == clean_build(app, builds, tmp_path)[0]
+    assert_same_as_clean(app / ".flash" / "artifact.tar.gz", app, builds, tmp_path)
 
 
 def test_sigint_during_install_exits_130_and_keeps_the_artifact(local_index: Path, heavy_index: Path, tmp_path: Path) -> None:
