@@ -65,7 +65,6 @@ one with it.
 
 from __future__ import annotations
 
-import base64
 import errno
 import hashlib
 import io
@@ -84,6 +83,7 @@ from typing import Any, BinaryIO, Protocol
 
 from flash_tasks.archive_entries import ROOT, DamagedSource, Entry, walk_entries
 from flash_tasks.errors import BuildError
+from flash_tasks.store import record_digest
 from flash_tasks.tarheader import BLOCK, DEFAULT_MTIME, archive_mtime, padding, tar_header, tar_name
 
 __all__ = [
@@ -280,10 +280,8 @@ def _write_entry(member: _GzipMember, entry: Entry, mtime: int) -> int:
         member.write(header)
         digest = hashlib.sha256() if entry.expect is not None else None
         member.copy_from(src, st.st_size, entry.source, digest)
-        if digest is not None:
-            seen = "sha256=" + base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
-            if seen != entry.expect:
-                raise DamagedSource(entry.source)
+        if digest is not None and record_digest(digest.digest()) != entry.expect:
+            raise DamagedSource(entry.source)
     pad = padding(st.st_size)
     member.write(pad)
     return len(header) + st.st_size + len(pad)

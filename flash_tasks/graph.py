@@ -36,6 +36,7 @@ from . import __version__
 from .config import BuildConfig, source_date_epoch
 from .errors import BuildError, FlashError
 from .stage import read_json, write_json, write_text_atomic
+from .store import HandlersState, StageState
 
 PHASES = ("files", "stage", "scan", "manifest", "lock", "install", "handlers", "archive")
 #: Parts of the package that never change what a build produces: the CLI's commands and
@@ -107,7 +108,7 @@ def write_file_list(config: BuildConfig, files: list[str], ignore_files: list[st
 
 def stage_action(config: BuildConfig, files: list[str]) -> None:
     from .stage import stage_sources
-    from .store import StageState, read_state
+    from .store import read_state
 
     previous = read_state(config.paths.stage_json, StageState)
     config.paths.build.mkdir(parents=True, exist_ok=True)
@@ -151,7 +152,7 @@ def _source_sha256(config: BuildConfig, rel: str) -> str | None:
 
 def manifest_action(config: BuildConfig, py_files: list[str]) -> None:
     from .manifest import BuildOptions, build_manifest
-    from .store import GroupsState, StageState, read_state
+    from .store import GroupsState, read_state
 
     scans = {rel: _load_scan(config, rel) for rel in py_files}
     stage = read_state(config.paths.stage_json, StageState)
@@ -195,7 +196,7 @@ def raise_error(error: FlashError) -> None:
 def handlers_action(config: BuildConfig) -> None:
     from .handlers import render_handlers, write_generated
     from .stage import remove_file
-    from .store import HandlersState, read_state, record_tree
+    from .store import read_state, record_tree
 
     manifest = json.loads(config.paths.build_manifest.read_text(encoding="utf-8"))
     files = render_handlers(manifest)
@@ -253,21 +254,18 @@ class TreeIntact:
     and the task then restores it. With ``--verify`` the task always runs.
     """
 
-    def __init__(self, record: Path, build_dir: Path, verify: bool) -> None:
+    def __init__(self, record: Path, model: type[StageState | HandlersState], build_dir: Path, verify: bool) -> None:
         self.record = record
+        self.model = model
         self.build_dir = build_dir
         self.verify = verify
 
     def __call__(self, task: Any, values: Any) -> bool:
-        from .store import HandlersState, StageState, read_state, tree_intact
+        from .store import read_state, tree_intact
 
         if self.verify:
             return False
-        state: StageState | HandlersState | None
-        if self.record.name == "stage.json":
-            state = read_state(self.record, StageState)
-        else:
-            state = read_state(self.record, HandlersState)
+        state = read_state(self.record, self.model)
         return state is not None and tree_intact(self.build_dir, state.copies)
 
 
@@ -378,7 +376,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
             "actions": [(guarded(stage_action), [config, files])],
             "file_dep": [str(paths.files_json)] + [str(config.app_dir / f) for f in files],
             "targets": [str(paths.stage_json)],
-            "uptodate": [config_changed({"tool": tool, "app": app}), TreeIntact(paths.stage_json, paths.build, config.verify)],
+            "uptodate": [config_changed({"tool": tool, "app": app}), TreeIntact(paths.stage_json, StageState, paths.build, config.verify)],
             "verbosity": 0,
         }
 
@@ -486,7 +484,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
             "file_dep": [str(paths.build_manifest), str(paths.install_json)],
             "task_dep": ["install"],
             "targets": [str(paths.handlers_json)],
-            "uptodate": [config_changed({"tool": tool, "app": app}), TreeIntact(paths.handlers_json, paths.build, config.verify)],
+            "uptodate": [config_changed({"tool": tool, "app": app}), TreeIntact(paths.handlers_json, HandlersState, paths.build, config.verify)],
             "verbosity": 0,
         }
 

@@ -35,7 +35,7 @@ from pydantic import Field
 
 from .config import BuildConfig
 from .errors import BuildError
-from .stage import write_bytes_atomic
+from .stage import remove_path, write_bytes_atomic
 from .store import (
     ArtifactRecord,
     Blob,
@@ -295,20 +295,10 @@ def _valid_segments(cached: list[DistSegments], verify: bool, index: SegmentInde
             if record is None:
                 if known is not None or os.path.lexists(path):
                     REPAIRS.append(f"cached segment {path.name} failed its check: made again")
-                _remove_any(path)
+                remove_path(path)
             else:
                 valid[path.name] = record
     return valid
-
-
-def _remove_any(path: Path) -> None:
-    """Delete whatever is at ``path`` (a file, a link, or a folder put there by mistake)."""
-    import shutil
-
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
 
 
 def build_archive(config: BuildConfig) -> None:
@@ -362,7 +352,7 @@ def _build_archive(config: BuildConfig) -> None:
     paths = config.paths
     build = paths.build
     if paths.segments.exists() and not paths.segments.is_dir():
-        _remove_any(paths.segments)
+        remove_path(paths.segments)
     paths.segments.mkdir(parents=True, exist_ok=True)
     _DIST_FILES.clear()
     _ensure_fresh(config)
@@ -412,12 +402,12 @@ def _build_archive(config: BuildConfig) -> None:
         fresh_path.unlink(missing_ok=True)
     # The manifest next to the artifact always describes the artifact next to it.
     if paths.manifest.is_dir() and not paths.manifest.is_symlink():
-        _remove_any(paths.manifest)
+        remove_path(paths.manifest)
     write_bytes_atomic(paths.manifest, paths.build_manifest.read_bytes())
     keep = {p.name for group in cached for p in group.paths}
     for old in paths.segments.glob("*.gz"):
         if old.name not in keep:
-            _remove_any(old)
+            remove_path(old)
     # -- shared caches: keep what this build compressed for other apps and machines (the artifact is out)
     if missing:
         from .cache import store_segments
@@ -442,7 +432,7 @@ def publish(config: BuildConfig, prefix: list[Path], prefix_members: list[Blob],
     paths = config.paths
     spare = paths.state / "spare.tar.gz"
     work = paths.state / ".next.tar.gz"
-    _remove_any(work)
+    remove_path(work)
     keep = sum(m.size for m in prefix_members)
     members = [*prefix_members, *tail]
     if _spare_starts_with(config, spare, prefix_members):
@@ -454,11 +444,11 @@ def publish(config: BuildConfig, prefix: list[Path], prefix_members: list[Blob],
             raise
     else:
         assemble([*prefix, fresh], work)
-    _remove_any(spare)
+    remove_path(spare)
     spare_record_path(config).unlink(missing_ok=True)
     previous = load(ArtifactRecord, artifact_record_path(config))
     if paths.artifact.is_dir() and not paths.artifact.is_symlink():
-        _remove_any(paths.artifact)
+        remove_path(paths.artifact)
     elif previous is not None and previous.name == config.output and Stamp.of(paths.artifact) == previous.stamp:
         try:
             os.link(paths.artifact, spare)

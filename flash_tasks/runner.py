@@ -26,7 +26,7 @@ from typing import IO, Any, Protocol
 
 from .config import BuildConfig
 from .errors import BuildError, FlashError
-from .stage import read_json
+from .stage import read_json, remove_path
 
 
 @dataclass
@@ -258,12 +258,7 @@ def _sweep(folder: Path) -> None:
 
 
 def _remove_tree(path: Path) -> None:
-    import shutil
-
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
+    remove_path(path, ignore_errors=True)  # recovery is best effort: the next build sweeps again
 
 
 #: The only folders the tool keeps in each of its folders; a folder anywhere else is

@@ -45,8 +45,8 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     try:
         with open(tmp, "wb") as handle:
             handle.write(data)
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)  # a folder where the tool keeps a file: damage, cleared
+        if path.is_dir():
+            remove_path(path)  # a folder where the tool keeps a file: damage, cleared
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
@@ -130,6 +130,14 @@ def copy_atomic(src: Path, dest: Path) -> None:
                 hint="make the file readable, or add it to .gitignore so it is not shipped",
             ) from None
         raise
+
+
+def remove_path(path: Path, *, ignore_errors: bool = False) -> None:
+    """Delete whatever is at ``path``: a file, a link, or a folder (a folder where a file belongs is damage)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=ignore_errors)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def remove_file(path: Path, stop: Path) -> None:

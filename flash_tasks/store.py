@@ -144,13 +144,18 @@ def check_file(path: Path, record: BlobRecord | None, *, verify: bool = False) -
     return BlobRecord(blob=blob, stamp=now)
 
 
+def record_digest(raw: bytes) -> str:
+    """A sha256 digest in the form wheel RECORD files use (``sha256=<urlsafe b64, unpadded>``)."""
+    return "sha256=" + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
 def record_hash(path: Path) -> str:
-    """A file's sha256 in the form wheel RECORD files use (``sha256=<urlsafe b64>``)."""
+    """A file's sha256 as RECORD writes it."""
     digest = hashlib.sha256()
     with open(path, "rb", buffering=0) as handle:
         while chunk := handle.read(HASH_CHUNK):
             digest.update(chunk)
-    return "sha256=" + base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+    return record_digest(digest.digest())
 
 
 def read_record(path: Path) -> list[tuple[str, str, str]]:
@@ -181,7 +186,7 @@ def content_hash(build_dir: Path, dist_info: str, rows: list[tuple[str, str, str
             continue
         if not digest or not length.isdigit():
             data = target.read_bytes()
-            digest = "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            digest = record_digest(hashlib.sha256(data).digest())
             length = str(len(data))
         hasher.update(f"{relative}\0{digest}\0{length}\n".encode())
     return "sha256:" + hasher.hexdigest()

@@ -7,12 +7,12 @@ running build: it waits for that build to finish.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import IO
 
 from ..errors import FlashError, UsageError
 from ..runner import hold_lock
+from ..stage import remove_path
 from .output import Console, format_size
 
 FLASH = ".flash"
@@ -41,13 +41,6 @@ def tree_size(path: Path) -> int:
     return total
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
-
-
 def clean_app(app_dir: Path, *, keep_locks: bool, console: Console, wait_stream: IO[str] | None = None) -> int:
     app = app_dir.expanduser().resolve()
     if not app.is_dir():
@@ -69,7 +62,7 @@ def clean_app(app_dir: Path, *, keep_locks: bool, console: Console, wait_stream:
                 if child.name in kept:
                     continue
                 freed += tree_size(child) if child.is_dir() and not child.is_symlink() else child.lstat().st_size
-                _remove(child)
+                remove_path(child)
         (flash / LOCK_FILE).unlink(missing_ok=True)
         if not any(flash.iterdir()):
             flash.rmdir()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import shutil
@@ -286,9 +285,11 @@ def _mark_requested(dist_info: Path, requested: bool) -> None:
         _drop_from_record(dist_info, "REQUESTED")
     elif not marker.exists():
         marker.write_bytes(b"")
-        empty = base64.urlsafe_b64encode(hashlib.sha256(b"").digest()).rstrip(b"=").decode()
+        from ..store import record_digest
+
+        empty = record_digest(hashlib.sha256(b"").digest())
         with open(dist_info / "RECORD", "a", encoding="utf-8", newline="") as record:
-            record.write(f"{dist_info.name}/REQUESTED,sha256={empty},0\n")
+            record.write(f"{dist_info.name}/REQUESTED,{empty},0\n")
 
 
 def install(

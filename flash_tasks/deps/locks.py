@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from ..errors import DependencyError
+from ..stage import remove_path
 from .requirements import (
     GroupSpec,
     RequirementSpec,
@@ -161,16 +162,6 @@ def _write_atomic(path: Path, text: str) -> None:
         Path(tmp).unlink(missing_ok=True)  # only left over if something failed
 
 
-def _remove_damaged(path: Path) -> None:
-    """A damaged lock is a cache miss: remove it (a folder put in its place too)."""
-    import shutil
-
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
-
-
 class LockLayout(_Model):
     """Conventional lock paths under ``.flash/locks`` (group file names are made filesystem-safe)."""
 
@@ -276,7 +267,7 @@ def lock_group(group: GroupSpec, settings: DepsSettings, lock_path: Path, *, upg
     excluded = _excluded_requests(group.requirements, settings)
     previous = read_lock_or_none(lock_path)
     if previous is None and os.path.lexists(lock_path):
-        _remove_damaged(lock_path)
+        remove_path(lock_path)  # damaged: a cache miss (uv would also read it as preferences)
     if previous is not None and previous.digest == digest and not upgrade:
         return LockResult(path=lock_path, digest=digest, entries=previous.entries, excluded=excluded, reused=True)
     # Versions only: uv would carry hashes of a preferred pin over unchanged,
@@ -336,7 +327,7 @@ def combine_locks(
     digest = _combined_digest(groups, locks, settings)
     previous = read_lock_or_none(output)
     if previous is None and os.path.lexists(output):
-        _remove_damaged(output)
+        remove_path(output)
     if previous is not None and previous.digest == digest:
         return LockResult(path=output, digest=digest, entries=previous.entries, excluded=excluded, reused=True)
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import catalog
 from ..errors import DependencyError
+from ..stage import remove_path
 from .installer import _install_entries
 from .locks import LockEntry
 from .settings import DepsSettings
@@ -87,7 +88,7 @@ def bundle_sdk(config: BuildConfig, settings: Any) -> None:
     cache_record = cache / "record.json"
     cached = load(TreeRecord, cache_record)
     if not cached or not tree_intact(cache, cached, verify=config.verify) or sorted(cached.files) != _package_files(cache):
-        _remove(cache)
+        remove_path(cache)
         # -- shared cache (flash_tasks.cache): the same SDK, already fetched for another app
         from ..cache import restore_tree, store_tree
 
@@ -110,18 +111,12 @@ def bundle_sdk(config: BuildConfig, settings: Any) -> None:
         return
     destination = build / "runpod_flash"
     staging = build / ".runpod_flash.tmp-sdk"
-    _remove(staging)
+    remove_path(staging)
     shutil.copytree(cache / "runpod_flash", staging)
-    _remove(destination)
+    remove_path(destination)
     staging.rename(destination)
     copied = record_tree(build, sorted(wanted))
     if {rel: r.blob for rel, r in copied.files.items()} != wanted:
         raise DependencyError("the SDK files changed while they were being copied into .flash/.build", hint="build again")
     save(sdk_record_path(config), copied)
 
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        path.unlink()
