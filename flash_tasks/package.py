@@ -150,7 +150,7 @@ def _fresh_files(config: BuildConfig) -> list[str]:
     return sorted(f for f in files if os.path.lexists(paths.build / f))
 
 
-def _ensure_fresh(config: BuildConfig) -> None:
+def _ensure_fresh(config: BuildConfig, repairs: list[str]) -> None:
     """Restore staged sources, handlers and the SDK copy if anything changed them since they were written.
 
     Their tasks check them at the start of the build; this catches what changed
@@ -164,7 +164,7 @@ def _ensure_fresh(config: BuildConfig) -> None:
 
     paths = config.paths
     if not tree_intact(paths.build, load(TreeRecord, sdk_record_path(config))):
-        REPAIRS.append("the SDK copy in .flash/.build was changed: copied again")
+        repairs.append("the SDK copy in .flash/.build was changed: copied again")
         groups = read_state(paths.groups_json, GroupsState)
         python = groups.python_version if groups else None
         bundle_sdk(config, settings_for(config, python))
@@ -173,7 +173,7 @@ def _ensure_fresh(config: BuildConfig) -> None:
     for state, restore in ((stage, "stage"), (handlers, "handlers")):
         if state is not None and tree_intact(paths.build, state.copies):
             continue
-        REPAIRS.append(f"files written by the {restore} task in .flash/.build were changed: restored")
+        repairs.append(f"files written by the {restore} task in .flash/.build were changed: restored")
         if restore == "stage":
             stage_action(config, sorted(stage.files if stage else ()))
         else:
@@ -195,10 +195,6 @@ class SegmentIndex(Record):
     """The record of every cached segment: its digest, size and stamp when written."""
 
     segments: dict[str, BlobRecord] = Field(default_factory=dict)
-
-
-#: What this build found damaged and rebuilt (said by ``-v`` and ``--explain``).
-REPAIRS: list[str] = []
 
 
 def segment_index_path(config: BuildConfig) -> Path:
@@ -284,7 +280,9 @@ def _entries(build: Path, files: Iterable[str], *, with_root: bool, expect: dict
     return out
 
 
-def _valid_segments(cached: list[DistSegments], verify: bool, index: SegmentIndex | None) -> dict[str, BlobRecord]:
+def _valid_segments(
+    cached: list[DistSegments], verify: bool, index: SegmentIndex | None, repairs: list[str]
+) -> dict[str, BlobRecord]:
     """The cached segments that still hold what their records say; the others are deleted."""
     index = index or SegmentIndex()
     valid: dict[str, BlobRecord] = {}
@@ -294,7 +292,7 @@ def _valid_segments(cached: list[DistSegments], verify: bool, index: SegmentInde
             record = check_file(path, known, verify=verify)
             if record is None:
                 if known is not None or os.path.lexists(path):
-                    REPAIRS.append(f"cached segment {path.name} failed its check: made again")
+                    repairs.append(f"cached segment {path.name} failed its check: made again")
                 remove_path(path)
             else:
                 valid[path.name] = record
@@ -305,25 +303,26 @@ def build_archive(config: BuildConfig) -> None:
     """Write the artifact, repairing an installed distribution found damaged on the way."""
     from .archive import DamagedSource
 
-    REPAIRS.clear()
+    # What this build found damaged and rebuilt: said by -v and --explain (the runner reads the file).
+    repairs: list[str] = []
     for attempt in range(3):
         try:
-            _build_archive(config)
-            if REPAIRS:
+            _build_archive(config, repairs)
+            if repairs:
                 from .stage import write_json
 
-                write_json(repairs_path(config), list(REPAIRS))
+                write_json(repairs_path(config), repairs)
             return
         except DamagedDistribution as exc:
             if attempt == 2:
                 raise
-            REPAIRS.append(f"installed files of {exc.name} in .flash/.build were changed: reinstalled")
+            repairs.append(f"installed files of {exc.name} in .flash/.build were changed: reinstalled")
             _repair(config, exc.name)
         except DamagedSource as exc:
             if attempt == 2:
                 raise
             owner = _owner(config, exc.source)
-            REPAIRS.append(f"{exc.source.relative_to(config.paths.build)} in .flash/.build was changed: {owner} reinstalled")
+            repairs.append(f"{exc.source.relative_to(config.paths.build)} in .flash/.build was changed: {owner} reinstalled")
             _repair(config, owner)
 
 
@@ -346,7 +345,7 @@ def _repair(config: BuildConfig, name: str) -> None:
     reinstall(config, name)
 
 
-def _build_archive(config: BuildConfig) -> None:
+def _build_archive(config: BuildConfig, repairs: list[str]) -> None:
     from .archive import END_MEMBER_SHA256, END_MEMBER_SIZE, write_segments_parallel
 
     paths = config.paths
@@ -355,10 +354,10 @@ def _build_archive(config: BuildConfig) -> None:
         remove_path(paths.segments)
     paths.segments.mkdir(parents=True, exist_ok=True)
     _DIST_FILES.clear()
-    _ensure_fresh(config)
+    _ensure_fresh(config, repairs)
     fresh, cached = plan_segments(config)
     previous_index = load(SegmentIndex, segment_index_path(config))
-    valid = _valid_segments(cached, config.verify, previous_index)
+    valid = _valid_segments(cached, config.verify, previous_index, repairs)
     # -- shared caches (flash_tasks.cache): a missing segment may have been compressed elsewhere
     missing = [g.paths for g in cached if not all(p.name in valid for p in g.paths)]
     if missing:  # (an edit rebuild misses none: it does not even load the cache module)
@@ -397,7 +396,8 @@ def _build_archive(config: BuildConfig) -> None:
         fresh_blob = Blob(sha256=infos[0].sha256, size=infos[0].compressed_size)
         check_size(config, sum(m.size for m in members) + fresh_blob.size)
         paths.artifact.parent.mkdir(parents=True, exist_ok=True)
-        publish(config, prefix, members, fresh_path, [fresh_blob, Blob(sha256=END_MEMBER_SHA256, size=END_MEMBER_SIZE)])
+        end = Blob(sha256=END_MEMBER_SHA256, size=END_MEMBER_SIZE)
+        publish(config, prefix, members, fresh_path, [fresh_blob, end], repairs=repairs)
     finally:
         fresh_path.unlink(missing_ok=True)
     # The manifest next to the artifact always describes the artifact next to it.
@@ -416,7 +416,15 @@ def _build_archive(config: BuildConfig) -> None:
     # -- end shared caches
 
 
-def publish(config: BuildConfig, prefix: list[Path], prefix_members: list[Blob], fresh: Path, tail: list[Blob]) -> None:
+def publish(
+    config: BuildConfig,
+    prefix: list[Path],
+    prefix_members: list[Blob],
+    fresh: Path,
+    tail: list[Blob],
+    *,
+    repairs: list[str] | None = None,
+) -> None:
     """Put the new artifact in place without ever changing the published file.
 
     The previous artifact is kept as a spare (a hard link made just before the
@@ -435,7 +443,7 @@ def publish(config: BuildConfig, prefix: list[Path], prefix_members: list[Blob],
     remove_path(work)
     keep = sum(m.size for m in prefix_members)
     members = [*prefix_members, *tail]
-    if _spare_starts_with(config, spare, prefix_members):
+    if _spare_starts_with(config, spare, prefix_members, repairs if repairs is not None else []):
         os.replace(spare, work)
         try:
             replace_tail(work, keep, [fresh])
@@ -481,7 +489,7 @@ def _copy_spare(config: BuildConfig, artifact: Path, spare: Path, members: list[
         tmp.unlink(missing_ok=True)  # only a missed speed-up: never fail the build for it
 
 
-def _spare_starts_with(config: BuildConfig, spare: Path, members: list[Blob]) -> bool:
+def _spare_starts_with(config: BuildConfig, spare: Path, members: list[Blob], repairs: list[str]) -> bool:
     """Whether the spare, untouched since its record was written, begins with exactly these members.
 
     A file with another link is never used, since changing it would change every
@@ -497,7 +505,7 @@ def _spare_starts_with(config: BuildConfig, spare: Path, members: list[Blob]) ->
     if st.st_nlink != 1:
         return False
     if Stamp.of(spare) != record.stamp or (config.verify and not _members_check(spare, record.members)):
-        REPAIRS.append("the spare copy of the previous artifact failed its check: the artifact was assembled anew")
+        repairs.append("the spare copy of the previous artifact failed its check: the artifact was assembled anew")
         return False
     return True
 
