@@ -139,6 +139,23 @@ def _isolated_uv_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ.setdefault("UV_CACHE_DIR", str(tmp_path_factory.mktemp("uv-cache")))
 
 
+_REMOTE_CACHE_VARIABLES = (
+    "FLASH_TASKS_CACHE_MAX",
+    "FLASH_TASKS_REMOTE_CACHE",
+    "FLASH_TASKS_REMOTE_CACHE_TOKEN",
+    "FLASH_TASKS_REMOTE_CACHE_READ_ONLY",
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_flash_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Module- and session-scoped fixtures build before any per-test fixture applies: their builds
+    get a shared cache of the session's own too, never the developer's ~/.cache, and no remote."""
+    os.environ["FLASH_TASKS_CACHE_DIR"] = str(tmp_path_factory.mktemp("flash-cache-session"))
+    for name in _REMOTE_CACHE_VARIABLES:
+        os.environ.pop(name, None)
+
+
 @pytest.fixture()
 def index_args(local_index: Path) -> list[str]:
     """CLI flags that point a build at the local index only."""
@@ -149,5 +166,5 @@ def index_args(local_index: Path) -> list[str]:
 def _isolated_flash_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test gets its own empty shared cache, never the developer's ~/.cache, and no remote cache."""
     monkeypatch.setenv("FLASH_TASKS_CACHE_DIR", str(tmp_path_factory.mktemp("flash-cache")))
-    for name in ("FLASH_TASKS_CACHE_MAX", "FLASH_TASKS_REMOTE_CACHE", "FLASH_TASKS_REMOTE_CACHE_TOKEN", "FLASH_TASKS_REMOTE_CACHE_READ_ONLY"):
+    for name in _REMOTE_CACHE_VARIABLES:
         monkeypatch.delenv(name, raising=False)
