@@ -300,7 +300,7 @@ def prepare_flash_dir(config: BuildConfig) -> None:
             _remove_tree(paths.lock_file)
         probe = paths.state / f".probe.tmp-{os.getpid()}"
         probe.write_bytes(b"")
-        probe.unlink()
+        probe.unlink(missing_ok=True)  # another build's sweep (under the lock) may have taken it already
     except OSError as exc:
         raise BuildError(
             f"cannot write to {paths.flash}: {exc.strerror or exc}",
