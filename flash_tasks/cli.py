@@ -261,6 +261,15 @@ def _build_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_build(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from .quick import ANSWERED, VERIFY, answer, eligible
+
+    record = dict(vars(args))
+    verdict = answer(record, out, err)
+    if verdict == ANSWERED:
+        return 0  # nothing changed since a build that had nothing to do: its output again
+    if verdict == VERIFY:
+        args.verify = True  # something other than a build changed .flash/: re-read it all
+        record = dict(vars(args))
     from .commands.build import BuildOptions, build_once
 
     if args.watch and args.json:
@@ -279,7 +288,7 @@ def cmd_build(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             from .commands.watch import watch
 
             return watch(config, options, out, err)
-        return build_once(config, options, out, err)
+        return build_once(config, options, out, err, record=record if eligible(record) else None)
     finally:
         if "flash_tasks.cache" in sys.modules:
             sys.modules["flash_tasks.cache"].finish(None if args.quiet else err)

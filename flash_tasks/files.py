@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
 
@@ -80,6 +80,10 @@ class AppFiles:
     """Sorted POSIX paths, relative to the app folder, of the files that ship."""
     ignore_files: list[str]
     """Sorted POSIX paths, relative to the app folder, of the ``.gitignore`` files read."""
+    dirs: list[str] = field(default_factory=list)
+    """Sorted POSIX paths of the folders the walk entered (``""`` for the app folder)."""
+    links: bool = False
+    """Whether the walk followed a symbolic link (to a file or a folder) inside the app."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,12 +121,15 @@ def scan_app_tree(app_dir: Path) -> AppFiles:
     # Files reached through a symlink, with the real file they show.
     linked: list[tuple[str, str]] = []
     ignore_files: list[str] = []
+    dirs: list[str] = []
+    followed_link = False
     # (absolute path, POSIX prefix of its entries, resolved path, rules in force, resolved ancestors, via a link)
     stack: list[tuple[str, str, str, tuple[_Level, ...], frozenset[str], bool]] = [
         (root, "", root_real, (), frozenset((root_real,)), False)
     ]
     while stack:
         dir_path, prefix, dir_real, levels, ancestors, via_link = stack.pop()
+        dirs.append(prefix.rstrip("/"))
         entries = _list_dir(dir_path, prefix)
 
         for entry in entries:
@@ -144,6 +151,7 @@ def scan_app_tree(app_dir: Path) -> AppFiles:
                 if kind is None:
                     continue
                 is_dir, real = kind
+                followed_link = True
             else:
                 is_dir = entry.is_dir(follow_symlinks=False)
                 if not is_dir and not entry.is_file(follow_symlinks=False):
@@ -176,7 +184,8 @@ def scan_app_tree(app_dir: Path) -> AppFiles:
             files.append(rel)
     files.sort()
     ignore_files.sort()
-    return AppFiles(files=files, ignore_files=ignore_files)
+    dirs.sort()
+    return AppFiles(files=files, ignore_files=ignore_files, dirs=dirs, links=followed_link)
 
 
 def list_app_files(app_dir: Path) -> list[str]:

@@ -28,38 +28,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from doit.dependency import FileChangedChecker, get_file_md5
 from doit.exceptions import TaskFailed
 from doit.loader import create_after
 from doit.tools import config_changed
 
-from . import __version__
 from .config import BuildConfig, source_date_epoch
 from .errors import BuildError, FlashError
+from .quick import tool_fingerprint as tool_fingerprint
 from .stage import read_json, write_json, write_text_atomic
 from .store import HandlersState, StageState
 
 PHASES = ("files", "stage", "scan", "manifest", "lock", "install", "handlers", "archive")
-#: Parts of the package that never change what a build produces: the CLI's commands and
-#: output, and the starter app `flash init` copies. Editing them must not rebuild every app.
-NOT_BUILD_INPUTS = frozenset({"commands", "templates"})
-
-
-def tool_fingerprint() -> str:
-    """Identifies this tool's code: a new version or an edited module rebuilds.
-
-    Hashes the package's source (a few hundred KB, about a millisecond), so two
-    installs of the same code agree and any change to it is noticed.
-    """
-    package = Path(__file__).parent
-    digest = hashlib.sha256(__version__.encode())
-    for path in sorted(package.rglob("*.py")):
-        if path.relative_to(package).parts[0] in NOT_BUILD_INPUTS:
-            continue
-        digest.update(path.relative_to(package).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def scan_target(config: BuildConfig, rel: str) -> Path:
     """Where one file's scan goes: named by a hash, so any legal file name fits."""
     return config.paths.scans / (hashlib.sha1(rel.encode("utf-8", "surrogateescape")).hexdigest() + ".json")
@@ -228,6 +208,34 @@ def check_readable(app_dir: Path, files: list[str]) -> None:
             ) from None
         except OSError as exc:
             raise BuildError(f"cannot read {rel}: {exc.strerror}", path=rel) from None
+
+
+class StampChecker(FileChangedChecker):  # type: ignore[misc]
+    """doit's file check, on the whole stamp: a file whose size, mtime, ctime or inode moved is re-hashed.
+
+    doit's own md5 checker trusts an unchanged mtime, so an edit that keeps the size
+    and the modification time (a restore that sets old times, ``touch -r``) would
+    leave the artifact stale. The change time cannot be set back by a program.
+    """
+
+    @staticmethod
+    def _key(file_stat: os.stat_result) -> list[int]:
+        return [file_stat.st_size, file_stat.st_mtime_ns, file_stat.st_ctime_ns, file_stat.st_ino]
+
+    def check_modified(self, file_path: str, file_stat: os.stat_result, state: Any) -> bool:
+        if not isinstance(state, (list, tuple)) or len(state) != 5:
+            return True  # a record from another checker: look again
+        if self._key(file_stat) == list(state[:4]):
+            return False
+        if file_stat.st_size != state[0]:
+            return True
+        return bool(state[4] != get_file_md5(file_path))
+
+    def get_state(self, dep: str, current_state: Any) -> list[Any] | None:
+        key = self._key(os.stat(dep))
+        if isinstance(current_state, (list, tuple)) and len(current_state) == 5 and list(current_state[:4]) == key:
+            return None  # unchanged: keep the saved state
+        return [*key, get_file_md5(dep)]
 
 
 # -- uptodate checks -----------------------------------------------------------------
@@ -509,7 +517,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
         "dep_file": str(paths.db),
         "backend": "sqlite3",
         "default_tasks": ["archive"],
-        "check_file_uptodate": "md5",
+        "check_file_uptodate": StampChecker,
         "verbosity": 0,
     }
     if reporter is not None:

@@ -26,6 +26,7 @@ from typing import IO, Any, Protocol
 
 from .config import BuildConfig
 from .errors import BuildError, FlashError
+from .quick import RUNNING_MARKER
 from .stage import read_json, remove_path
 
 
@@ -200,10 +201,6 @@ def _save_task_configs(config: BuildConfig, configs: dict[str, dict[str, Any]], 
     merged = {name: value for name, value in {**recorded, **configs}.items() if not known or name in known}
     if merged != recorded:
         write_json(path, merged)
-
-
-#: Present while a build runs; left behind by a build that was killed.
-RUNNING_MARKER = "running"
 
 
 #: Temporary names the tool's own writers use; recovery deletes these and nothing else.

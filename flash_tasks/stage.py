@@ -200,7 +200,8 @@ def stage_sources(
             st = src.stat()
         except OSError as exc:
             raise BuildError(f"cannot read {rel}: {exc.strerror}", path=rel) from None
-        stamp = [st.st_size, st.st_mtime_ns, st.st_mode & 0o777]
+        # The change time and inode too: an edit that keeps the size and sets the old mtime back is still copied.
+        stamp = [st.st_size, st.st_mtime_ns, st.st_mode & 0o777, st.st_ctime_ns, st.st_ino]
         dest = build_dir / rel
         copy = check_file(dest, old_copies.get(rel), verify=verify) if old.get(rel) == stamp else None
         if copy is None:

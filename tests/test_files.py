@@ -272,11 +272,22 @@ def test_ignore_files_lists_every_consulted_gitignore(tmp_path: Path) -> None:
     assert result.ignore_files == [".gitignore", "pkg/sub/.gitignore"]
     assert read_gitignores(tmp_path) == result.ignore_files
     assert result.files == ["a.py", "pkg/b.py", "pkg/sub/c.py"]
+    assert result.dirs == ["", "pkg", "pkg/sub"]  # the folders entered; never an ignored one
+    assert result.links is False
 
 
 def test_without_gitignore(tmp_path: Path) -> None:
     make_tree(tmp_path, ["a.py", "tests/t.py"])
-    assert scan_app_tree(tmp_path) == AppFiles(files=["a.py"], ignore_files=[])
+    assert scan_app_tree(tmp_path) == AppFiles(files=["a.py"], ignore_files=[], dirs=[""], links=False)
+
+
+def test_a_followed_link_is_reported(tmp_path: Path) -> None:
+    make_tree(tmp_path, ["a.py", "lib/b.py"])
+    assert scan_app_tree(tmp_path).links is False
+    (tmp_path / "alias").symlink_to(tmp_path / "lib")
+    result = scan_app_tree(tmp_path)
+    assert result.links is True
+    assert result.files == ["a.py", "alias/b.py", "lib/b.py"]
 
 
 # --------------------------------------------------------------------------- names and ordering

@@ -14,13 +14,17 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from collections.abc import Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any
 
 from ..config import BuildConfig
 from ..errors import FlashError
 from ..runner import BuildReport, TaskEvent, run_tasks
 from ..stage import read_json, read_plain_json
 from .output import Console, format_seconds, format_size, plural
+
+if TYPE_CHECKING:
+    from ..quick import OutputLog
 
 EXIT_INTERRUPTED = 130
 
@@ -335,31 +339,13 @@ def print_warnings(config: BuildConfig, report: BuildReport, err: Console) -> No
 # -- the command -----------------------------------------------------------------------------------
 
 
-#: Where a build records the artifact it wrote, for ``flash inspect`` (and ``flash deploy``) without arguments.
-LAST_BUILD = "last-build.json"
 INIT_HINT = "to start from a working app, run 'flash init' in an empty folder (or 'flash init NEW_DIR')"
-
-
-def record_last_build(config: BuildConfig) -> None:
-    """Remember which artifact this build wrote (``-o`` may have renamed it).
-
-    Written after the build lock is released, so concurrent builds each use a
-    temporary file of their own; the record is a convenience, a failure to
-    write it does not fail the build.
-    """
-    import json
-
-    path = config.paths.flash / LAST_BUILD
-    tmp = path.with_name(f".{LAST_BUILD}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps({"artifact": config.output}) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
 
 
 def last_artifact(app_dir: Path) -> Path | None:
     """The artifact the last successful build of ``app_dir`` wrote, if it is still there."""
+    from ..quick import LAST_BUILD
+
     record = read_plain_json(app_dir / ".flash" / LAST_BUILD, {}) or {}
     name = record.get("artifact") if isinstance(record, dict) else None
     if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
@@ -394,9 +380,89 @@ def _with_init_hint(exc: FlashError) -> FlashError:
     return exc
 
 
-def build_once(config: BuildConfig, options: BuildOptions, out: IO[str], err: IO[str]) -> int:
-    """One build with full output; returns the exit code (FlashErrors propagate unless --json)."""
+class RecordingConsole(Console):
+    """A console that also notes each line and table it is asked for, for the no-op record (``quick``)."""
+
+    log: OutputLog
+    name: str
+    _depth: int = 0
+
+    def line(self, text: str = "") -> None:
+        self._note("line", [text], {})
+        self._depth += 1
+        try:
+            super().line(text)
+        finally:
+            self._depth -= 1
+
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[str]], *, indent: str = "  ", right: Sequence[int] = ()) -> None:
+        self._note("table", [list(header), [list(row) for row in rows]], {"indent": indent, "right": list(right)})
+        self._depth += 1
+        try:
+            super().table(header, rows, indent=indent, right=right)
+        finally:
+            self._depth -= 1
+
+    def _note(self, method: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+        if self._depth == 0:
+            self.log.add(self.name, method, args, kwargs)
+
+
+def _consoles(options: BuildOptions, out: IO[str], err: IO[str], log: OutputLog | None) -> tuple[Console, Console]:
+    quiet = options.quiet or options.json
+    if log is None:
+        return Console.create(out, options.color, quiet=quiet), Console.create(err, options.color, quiet=quiet)
+    consoles = []
+    for name, stream in (("out", out), ("err", err)):
+        console = RecordingConsole.create(stream, options.color, quiet=quiet)
+        assert isinstance(console, RecordingConsole)
+        console.log, console.name = log, name
+        consoles.append(console)
+    return consoles[0], consoles[1]
+
+
+def _record_noop(config: BuildConfig, record: Mapping[str, Any], report: BuildReport, log: OutputLog, color: bool, out: IO[str], started_ns: int) -> None:
+    """After a build that had nothing to do, let the next identical one be answered from a record."""
+    from ..deps.requirements import collect_app_requirements
+    from ..files import scan_app_tree
+    from ..quick import run_key, write_record
+
+    if report.ran:
+        return
     try:
+        tree = scan_app_tree(config.app_dir)
+        if tree.links:
+            return
+        inputs = collect_app_requirements(config.app_dir, project_dependencies=config.project_dependencies).files
+        env_names = sorted(read_json(config.paths.env_json, {}) or {})
+        write_record(
+            config.app_dir,
+            key=run_key(record, color, env_names, out),
+            started_ns=started_ns,
+            shipped=[*tree.files, *tree.ignore_files],
+            folders=tree.dirs,
+            inputs=[str(f) for f in inputs],
+            env_names=env_names,
+            output=log,
+            took=format_seconds(report.seconds),
+        )
+    except (FlashError, OSError):
+        return  # no record: the next build runs in full, as it would have anyway
+
+
+def build_once(
+    config: BuildConfig, options: BuildOptions, out: IO[str], err: IO[str], *, record: Mapping[str, Any] | None = None
+) -> int:
+    """One build with full output; returns the exit code (FlashErrors propagate unless --json).
+
+    ``record``: the command line's options, when a build that turns out to have nothing
+    to do may be recorded for ``quick`` to answer the next one.
+    """
+    from ..quick import OutputLog, forget, write_last_build
+
+    started_ns = time.time_ns()
+    try:
+        forget(config.app_dir)
         check_not_empty(config)
     except FlashError as exc:
         if options.json:
@@ -405,8 +471,8 @@ def build_once(config: BuildConfig, options: BuildOptions, out: IO[str], err: IO
             out.write(dump(error_result(exc.to_dict())) + "\n")
             return exc.exit_code
         raise
-    console = Console.create(out, options.color, quiet=options.quiet or options.json)
-    err_console = Console.create(err, options.color, quiet=options.quiet or options.json)
+    log = OutputLog() if record is not None and not options.json else None
+    console, err_console = _consoles(options, out, err, log)
     view = PhaseView(config, console, verbose=options.verbose)
     started = time.perf_counter()
     try:
@@ -437,7 +503,7 @@ def build_once(config: BuildConfig, options: BuildOptions, out: IO[str], err: IO
             return EXIT_INTERRUPTED
         raise
     view.finish()
-    record_last_build(config)
+    write_last_build(config.paths.flash, config.output)
     if options.json:
         from .results import build_result, dump
 
@@ -448,4 +514,6 @@ def build_once(config: BuildConfig, options: BuildOptions, out: IO[str], err: IO
     if options.explain:
         print_explain(view.events, console)
     print_summary(config, report, console)
+    if log is not None and record is not None:
+        _record_noop(config, record, report, log, console.color, out, started_ns)
     return 0

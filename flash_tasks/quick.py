@@ -1,0 +1,309 @@
+"""A no-op build answered from one record, before the build graph is loaded.
+
+A build that found nothing to do (every task up to date, nothing repaired)
+writes ``.flash/.state/quick.json``: the stamp of every file it depends on, the
+key of the run (this tool's code, the Python, the options, the working folder,
+the environment the build reads) and the output it printed. The next
+``flash build`` with the same key stats those files first. When every stamp is
+as recorded it prints the same output and stops, without importing the graph,
+doit or pydantic; any difference, a missing or damaged record, or an option
+this path does not take (``--json``, ``--explain``, ``-v``, ``--verify``,
+``--upgrade``, ``--watch``) runs the full build, which checks everything as
+before. Every full build deletes the record before it starts.
+
+What is stamped: every file under ``.flash/`` (the artifact, the manifest,
+the state, the locks, all of ``.build/``), every file the app walk ships or
+reads (``.gitignore`` files, the files at the app's root, requirement files
+wherever they are) and every folder the walk entered, so a file added or
+removed anywhere the build looks changes a stamp. A stamp is
+``(size, mtime_ns, ctime_ns, inode, mode, device)``: the change time cannot be
+set back by a program, so a file rewritten with its old modification time
+still differs. A record is not written when any of those files changed during
+the build or in the second before it (its change time says so), so it never
+describes inputs newer than the outputs beside it. An app that ships files
+through symbolic links gets no record (a link's target is not stamped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from . import __version__
+from .stage import read_json, write_json
+
+RECORD_NAME = "quick.json"
+#: In .flash/.state/ while a build runs (a killed build leaves it behind).
+RUNNING_MARKER = "running"
+LAST_BUILD = "last-build.json"
+#: Files under .flash/ that are not stamped: the record itself, the lock file, the pointer
+#: to the last artifact (rewritten by every build; checked by content) and doit's own record
+#: (rewritten by every build; it says what doit last checked, and the stamps here say that
+#: again for what this record answers).
+UNSTAMPED = frozenset({RECORD_NAME, ".lock", LAST_BUILD, ".doit.db", ".doit.db-journal", ".doit.db-wal", ".doit.db-shm"})
+#: A record is refused when a stamped file changed this close to the build's start (or later):
+#: file times come from a clock that can lag the real one.
+RACY_MARGIN_NS = 1_000_000_000
+#: Environment variables a build (or the tools it runs) may read, by prefix or by name;
+#: the variables the app's own code reads (``env.json``) are added per record.
+ENV_PREFIXES = ("FLASH_", "RUNPOD_", "UV_", "PIP_", "PYTHON", "XDG_")
+ENV_NAMES = (
+    "SOURCE_DATE_EPOCH", "LOG_LEVEL", "CI", "HOME", "PATH", "VIRTUAL_ENV", "LOCALAPPDATA", "TMPDIR",
+    "NO_COLOR", "FORCE_COLOR", "CLICOLOR_FORCE", "TERM", "COLUMNS", "LINES",
+)  # fmt: skip
+#: Options with which the full build always runs.
+FULL_ONLY = ("json", "explain", "verbose", "verify", "upgrade", "watch")
+#: Parts of the package that never change what a build produces: the CLI's commands and
+#: output, and the starter app `flash init` copies. Editing them must not rebuild every app.
+NOT_BUILD_INPUTS = frozenset({"commands", "templates"})
+
+Stamp = list[int]
+
+
+def tool_fingerprint() -> str:
+    """Identifies this tool's code: a new version or an edited module rebuilds.
+
+    Hashes the package's source (a few hundred KB, about a millisecond), so two
+    installs of the same code agree and any change to it is noticed.
+    """
+    package = Path(__file__).parent
+    digest = hashlib.sha256(__version__.encode())
+    for path in sorted(package.rglob("*.py")):
+        if path.relative_to(package).parts[0] in NOT_BUILD_INPUTS:
+            continue
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _package_fingerprint() -> str:
+    """The whole package, the CLI's output included (the record replays what it printed)."""
+    package = Path(__file__).parent
+    digest = hashlib.sha256(tool_fingerprint().encode())
+    for path in sorted(package.rglob("*.py")):
+        if path.relative_to(package).parts[0] in NOT_BUILD_INPUTS:
+            digest.update(path.relative_to(package).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _stamp(path: str) -> Stamp | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode, st.st_dev]
+
+
+def record_path(app_dir: Path) -> Path:
+    return app_dir / ".flash" / ".state" / RECORD_NAME
+
+
+def eligible(options: Mapping[str, Any]) -> bool:
+    """Whether a build with these command-line options may be answered from the record."""
+    return not any(options.get(name) for name in FULL_ONLY)
+
+
+def _env(names: Iterable[str]) -> dict[str, str | None]:
+    wanted = set(names) | set(ENV_NAMES)
+    wanted.update(name for name in os.environ if name.startswith(ENV_PREFIXES))
+    return {name: os.environ.get(name) for name in sorted(wanted)}
+
+
+def _terminal_size(stream: IO[str]) -> list[int] | None:
+    try:
+        if not stream.isatty():
+            return None
+        size = os.get_terminal_size(stream.fileno())
+    except (AttributeError, ValueError, OSError):
+        return None
+    return [size.columns, size.lines]
+
+
+def run_key(options: Mapping[str, Any], color: bool, env_names: Iterable[str], out: IO[str]) -> str:
+    """What, besides the stamped files, decides a build's outputs and what it prints."""
+    plain = {k: v for k, v in sorted(options.items()) if isinstance(v, (str, bool, int, list, type(None)))}
+    parts = {
+        "tool": _package_fingerprint(),
+        "python": [sys.executable, sys.version],
+        "options": plain,
+        "color": color,
+        "cwd": os.getcwd(),
+        "env": _env(env_names),
+        "terminal": _terminal_size(out),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# -- writing the record (after a full build that had nothing to do) ----------------------------------
+
+
+class OutputLog:
+    """The calls a build made on its consoles, to be made again when the record answers."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[Any]] = []
+
+    def add(self, stream: str, method: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+        self.calls.append([stream, method, args, kwargs])
+
+
+def _walk_files(folder: str, skip: frozenset[str], into: dict[str, Stamp]) -> None:
+    """Stamp every file (and link) under ``folder``, folders excluded."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name in skip:
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            _walk_files(entry.path, frozenset(), into)
+            continue
+        stamp = _stamp(entry.path)
+        if stamp is not None:
+            into[entry.path] = stamp
+
+
+def write_record(
+    app_dir: Path,
+    *,
+    key: str,
+    started_ns: int,
+    shipped: Iterable[str],
+    folders: Iterable[str],
+    inputs: Iterable[str],
+    env_names: Iterable[str],
+    output: OutputLog,
+    took: str,
+) -> bool:
+    """Record the build that just found nothing to do; False when it cannot be trusted to (see module)."""
+    files: dict[str, Stamp] = {}
+    flash = app_dir / ".flash"
+    _walk_files(str(flash), UNSTAMPED, files)
+    root = str(app_dir)
+    for name in os.listdir(root):
+        path = os.path.join(root, name)
+        if name != ".flash" and not os.path.isdir(path):
+            stamp = _stamp(path)
+            if stamp is not None:
+                files[path] = stamp
+    for path in [*(os.path.join(root, rel) for rel in shipped), *inputs]:
+        stamp = _stamp(path)
+        if stamp is None:
+            return False
+        files[path] = stamp
+    dirs: dict[str, Stamp] = {}
+    for rel in folders:
+        path = os.path.join(root, rel) if rel else root
+        stamp = _stamp(path)
+        if stamp is None:
+            return False
+        dirs[path] = stamp
+    newest = max((s[2] for s in (*files.values(), *dirs.values())), default=0)
+    if newest >= started_ns - RACY_MARGIN_NS:
+        return False
+    data = {"key": key, "files": files, "dirs": dirs, "env": sorted(env_names), "output": output.calls, "took": took}
+    write_json(record_path(app_dir), data)
+    return True
+
+
+def forget(app_dir: Path) -> None:
+    """Drop the record: a full build is about to change what it describes."""
+    try:
+        record_path(app_dir).unlink()
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # no record (or a .state that is not a folder, which the build clears)
+    except IsADirectoryError:
+        from .stage import remove_path
+
+        remove_path(record_path(app_dir))
+
+
+def write_last_build(flash_dir: Path, output: str) -> None:
+    """Remember which artifact the build wrote (``-o`` may have renamed it), for ``flash inspect``.
+
+    Written after the build lock is released, so concurrent builds each use a
+    temporary file of their own; the record is a convenience, a failure to
+    write it does not fail the build.
+    """
+    path = flash_dir / LAST_BUILD
+    text = json.dumps({"artifact": output}) + "\n"
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    tmp = path.with_name(f".{LAST_BUILD}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+# -- answering from the record ---------------------------------------------------------------------
+
+
+ANSWERED, BUILD, VERIFY = "answered", "build", "verify"
+
+
+def answer(options: Mapping[str, Any], out: IO[str], err: IO[str]) -> str:
+    """Print the recorded no-op build's output if nothing it depends on changed.
+
+    Returns ``ANSWERED``; ``BUILD`` when a full build must run; ``VERIFY`` when
+    the record stands but a file under ``.flash/`` is not as that build left it:
+    only a program other than ``flash build`` changes those files in between,
+    so the full build re-reads every cached piece (as ``--verify`` does) instead
+    of trusting stamps a damaging write may have kept.
+    """
+    started = time.perf_counter()
+    if not eligible(options):
+        return BUILD
+    app_dir = Path(str(options.get("directory") or ".")).expanduser().resolve()
+    flash = app_dir / ".flash"
+    if (flash / ".state" / RUNNING_MARKER).exists():
+        return BUILD
+    data = read_json(record_path(app_dir))
+    if not isinstance(data, dict):
+        return BUILD
+    files = data.get("files")
+    if not isinstance(files, dict) or not _unchanged(data):
+        inside = str(flash) + os.sep
+        damaged = isinstance(files, dict) and any(p.startswith(inside) and _stamp(p) != s for p, s in files.items())
+        return VERIFY if damaged else BUILD
+    from .commands.output import Console, format_seconds, use_color
+
+    color_mode = str(options.get("color") or "auto")
+    key = run_key(options, use_color(color_mode, out), data.get("env", []), out)
+    if data.get("key") != key:
+        return BUILD
+    consoles = {
+        "out": Console.create(out, color_mode, quiet=bool(options.get("quiet"))),
+        "err": Console.create(err, color_mode, quiet=bool(options.get("quiet"))),
+    }
+    took = f"({data.get('took')})"
+    calls = data.get("output", [])
+    for index, (stream, method, args, kwargs) in enumerate(calls):
+        if index == len(calls) - 1 and method == "line" and args and str(args[0]).endswith(took):
+            args = [str(args[0])[: -len(took)] + f"({format_seconds(time.perf_counter() - started)})"]
+        getattr(consoles[stream], method)(*args, **kwargs)
+    write_last_build(flash, str(options.get("output")))
+    return ANSWERED
+
+
+def _unchanged(data: dict[str, Any]) -> bool:
+    for group in ("files", "dirs"):
+        stamps = data.get(group)
+        if not isinstance(stamps, dict):
+            return False
+        for path, stamp in stamps.items():
+            if _stamp(path) != stamp:
+                return False
+    return True

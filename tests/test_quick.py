@@ -1,0 +1,245 @@
+"""The no-op record (flash_tasks.quick): answered only when nothing changed, and then with the same output.
+
+Every test that lets a change through compares the artifact's bytes with a clean build of the
+same sources in a fresh folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from flash_tasks import quick
+from flash_tasks.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATE = REPO / ".flash-template"
+TOOK = re.compile(r"\((\d+(\.\d+)?(ms|s)|\d+m\d+s)\)\n\Z")
+
+
+@pytest.fixture()
+def app(tmp_path: Path) -> Path:
+    target = tmp_path / "one" / "hello"
+    shutil.copytree(TEMPLATE, target, ignore=shutil.ignore_patterns(".flash"))
+    (target / "requirements.txt").write_text("# none\n")
+    embed = target / "workers" / "embed.py"
+    embed.write_text(embed.read_text().replace('    dependencies=["pyyaml>=6"],\n', ""))
+    (target / "settings_extra.py").write_text("VALUE = 1\n")
+    return target
+
+
+@pytest.fixture()
+def verdicts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What ``quick.answer`` said, build after build; file-time margin 0 (nothing else writes here)."""
+    seen: list[str] = []
+    real = quick.answer
+
+    def spy(*args: object, **kwargs: object) -> str:
+        verdict = real(*args, **kwargs)  # type: ignore[arg-type]
+        seen.append(verdict)
+        return verdict
+
+    monkeypatch.setattr(quick, "answer", spy)
+    monkeypatch.setattr(quick, "RACY_MARGIN_NS", 0)
+    return seen
+
+
+def flash(app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(["build", "-C", str(app), "--color", "never", *index_args, *extra])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def clean_bytes(app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str], *extra: str) -> bytes:
+    """The artifact a clean build of ``app``'s sources makes, in a fresh folder of the same name."""
+    copy = app.parent.parent / "clean" / app.name
+    shutil.rmtree(copy.parent, ignore_errors=True)
+    shutil.copytree(app, copy, ignore=shutil.ignore_patterns(".flash"))
+    code, _, err = flash(copy, index_args, capsys, *extra)
+    assert code == 0, err
+    return (copy / ".flash" / "artifact.tar.gz").read_bytes()
+
+
+def recorded(app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str], verdicts: list[str]) -> str:
+    """Build until the record exists; return the output of the full no-op build that wrote it."""
+    assert flash(app, index_args, capsys)[0] == 0
+    code, out, _ = flash(app, index_args, capsys)
+    assert code == 0 and "nothing to do" in out
+    assert quick.record_path(app).is_file()
+    verdicts.clear()
+    return out
+
+
+def test_a_noop_after_a_recorded_noop_is_answered_with_the_same_output(
+    app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str], verdicts: list[str]
+) -> None:
+    full = recorded(app, index_args, capsys, verdicts)
+    artifact = (app / ".flash" / "artifact.tar.gz").read_bytes()
+    code, out, err = flash(app, index_args, capsys)
+    assert (code, verdicts) == (0, [quick.ANSWERED])
+    assert TOOK.sub("", out) == TOOK.sub("", full) and TOOK.search(out)
+    assert err == ""
+    assert (app / ".flash" / "artifact.tar.gz").read_bytes() == artifact
+    assert quick.record_path(app).is_file()  # still there: the next no-op is answered too
+    assert flash(app, index_args, capsys)[0] == 0 and verdicts == [quick.ANSWERED, quick.ANSWERED]
+
+
+def _same_size_edit(app: Path) -> None:
+    path = app / "settings_extra.py"
+    before = path.stat()
+    path.write_text("VALUE = 2\n")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # size and mtime as before
+
+
+def _file_in_a_folder_that_shipped_nothing(app: Path) -> None:
+    (app / "extra" / "more.py").write_text("EXTRA = 1\n")
+
+
+def _gitignore_edit(app: Path) -> None:
+    (app / ".gitignore").write_text((app / ".gitignore").read_text() + "settings_extra.py\n")
+
+
+def _delete_a_source(app: Path) -> None:
+    (app / "settings_extra.py").unlink()
+
+
+CHANGES: dict[str, Callable[[Path], None]] = {
+    "same-size edit keeping mtime": _same_size_edit,
+    "new file in a folder that shipped nothing": _file_in_a_folder_that_shipped_nothing,
+    ".gitignore edited": _gitignore_edit,
+    "source deleted": _delete_a_source,
+}
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_a_changed_input_runs_the_full_build_and_equals_a_clean_build(
+    change: str, app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str], verdicts: list[str]
+) -> None:
+    (app / "extra").mkdir()
+    (app / "extra" / "notes.md").write_text("not shipped\n")
+    recorded(app, index_args, capsys, verdicts)
+    CHANGES[change](app)
+    code, out, err = flash(app, index_args, capsys)
+    assert code == 0, err
+    assert verdicts == [quick.BUILD]
+    assert "nothing to do" not in out
+    assert (app / ".flash" / "artifact.tar.gz").read_bytes() == clean_bytes(app, index_args, capsys)
+
+
+def test_an_environment_variable_the_app_reads_is_part_of_the_record(
+    app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str], verdicts: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LOG_LEVEL", raising=False)
+    recorded(app, index_args, capsys, verdicts)
+    assert "LOG_LEVEL" in (app / ".flash" / ".state" / "env.json").read_text()
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    code, _, err = flash(app, index_args, capsys)
+    assert code == 0, err
+    assert verdicts == [quick.BUILD]
+    assert '"debug"' in (app / ".flash" / "flash_manifest.json").read_text()
+
+
+@pytest.mark.parametrize("extra", [("-o", "other.tar.gz"), ("--color", "always"), ("--exclude", "six"), ("--json",), ("-v",)])
+def test_other_options_are_not_answered_from_the_record(
+    extra: tuple[str, ...], app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str], verdicts: list[str]
+) -> None:
+    recorded(app, index_args, capsys, verdicts)
+    code, _, err = flash(app, index_args, capsys, *extra)
+    assert code == 0, err
+    assert verdicts == [quick.BUILD]
+
+
+def test_a_damaged_build_folder_is_verified_not_answered(
+    app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str], verdicts: list[str]
+) -> None:
+    recorded(app, index_args, capsys, verdicts)
+    good = (app / ".flash" / "artifact.tar.gz").read_bytes()
+    target = app / ".flash" / "artifact.tar.gz"
+    before = target.stat()
+    with open(target, "r+b") as handle:  # a flipped byte, size and mtime kept
+        handle.seek(len(good) // 2)
+        handle.write(bytes([good[len(good) // 2] ^ 0x55]))
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    code, _, err = flash(app, index_args, capsys)
+    assert code == 0, err
+    assert verdicts == [quick.VERIFY]
+    assert target.read_bytes() == good == clean_bytes(app, index_args, capsys)
+
+
+def test_a_damaged_record_is_ignored(
+    app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str], verdicts: list[str]
+) -> None:
+    recorded(app, index_args, capsys, verdicts)
+    record = quick.record_path(app)
+    data = bytearray(record.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    record.write_bytes(bytes(data))
+    code, out, err = flash(app, index_args, capsys)
+    assert code == 0, err
+    assert verdicts == [quick.BUILD] and "nothing to do" in out
+
+
+def test_builds_that_ran_tasks_or_failed_leave_no_record(
+    app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str], verdicts: list[str]
+) -> None:
+    recorded(app, index_args, capsys, verdicts)
+    (app / "settings_extra.py").write_text("VALUE = (\n")
+    assert flash(app, index_args, capsys)[0] == 1
+    assert not quick.record_path(app).exists()
+    (app / "settings_extra.py").write_text("VALUE = 3\n")
+    code, out, _ = flash(app, index_args, capsys)
+    assert code == 0 and "nothing to do" not in out
+    assert not quick.record_path(app).exists()
+
+
+def test_no_record_when_an_input_changed_just_before_the_build(
+    app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """File times come from a clock that can lag: a change this close to the build is not trusted."""
+    monkeypatch.setattr(quick, "RACY_MARGIN_NS", 60 * 1_000_000_000)
+    assert flash(app, index_args, capsys)[0] == 0
+    code, out, _ = flash(app, index_args, capsys)
+    assert code == 0 and "nothing to do" in out
+    assert not quick.record_path(app).exists()
+
+
+def test_an_app_shipping_a_symlink_gets_no_record(
+    app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str], verdicts: list[str]
+) -> None:
+    (app / "linked.py").symlink_to(app / "settings_extra.py")
+    assert flash(app, index_args, capsys)[0] == 0
+    code, out, _ = flash(app, index_args, capsys)
+    assert code == 0 and "nothing to do" in out
+    assert not quick.record_path(app).exists()
+    (app / "settings_extra.py").write_text("VALUE = 5\n")  # changes what the link ships
+    assert flash(app, index_args, capsys)[0] == 0
+    assert (app / ".flash" / "artifact.tar.gz").read_bytes() == clean_bytes(app, index_args, capsys)
+
+
+def imported_modules(importtime: str) -> set[str]:
+    return {line.rsplit("|", 1)[-1].strip() for line in importtime.splitlines() if line.startswith("import time:")}
+
+
+def test_the_answer_loads_neither_the_graph_nor_pydantic(app: Path, index_args: list[str], tmp_path: Path) -> None:
+    """End to end, with the real one-second margin: the third build is answered without the heavy imports."""
+    command = [sys.executable, "-X", "importtime", "-m", "flash_tasks", "build", "-C", str(app), "--color", "never", *index_args]
+    first = subprocess.run(command, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    import time
+
+    time.sleep(1.2)
+    second = subprocess.run(command, capture_output=True, text=True)
+    third = subprocess.run(command, capture_output=True, text=True)
+    assert second.returncode == third.returncode == 0
+    heavy = {"doit", "pydantic", "flash_tasks.graph", "flash_tasks.config"}
+    assert heavy <= imported_modules(second.stderr)  # the full no-op build that wrote the record
+    assert not heavy & imported_modules(third.stderr)
+    assert TOOK.sub("", third.stdout) == TOOK.sub("", second.stdout)
