@@ -436,6 +436,8 @@ def build_once(config: BuildConfig, options: BuildOptions, out: IO[str], err: IO
             out.write(dump(error_result(error, view.task_results())) + "\n")
             return EXIT_INTERRUPTED
         raise
+    finally:
+        console.stop_spinner()  # whatever ended the build, the terminal gets its cursor back
     view.finish()
     record_last_build(config)
     if options.json:
