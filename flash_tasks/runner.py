@@ -156,24 +156,29 @@ def _make_reporter(log: _Log) -> type:
 def hold_lock(lock_file: Path, stream: IO[str] | None, waiting: str) -> Iterator[None]:
     """Hold an exclusive lock on ``lock_file``, saying ``waiting`` if someone else has it.
 
-    A plain ``flock``: filelock does the same, but importing it costs 50-100 ms
-    (it loads logging and asyncio), a fifth of a no-op build.
+    filelock's ``FileLock`` (an ``flock`` on Unix): one try that does not block,
+    so the message is written only when there is something to wait for, then a
+    wait with no time limit. The lock file stays in place after release.
+    Imported here, not at the top: with the rest of a build already imported,
+    ``import filelock`` (4.3) added a median of 15 ms (11-17 ms, 7 runs) to a
+    no-op build, and taking and releasing the lock about 1 ms, on a loaded
+    2-core machine.
     """
-    import fcntl
+    from filelock import FileLock, Timeout
 
     lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_file, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if stream is not None:
-                stream.write(waiting)
-                stream.flush()
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    lock = FileLock(lock_file)
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        if stream is not None:
+            stream.write(waiting)
+            stream.flush()
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def build_lock(config: BuildConfig, stream: IO[str] | None) -> Any:

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.screen import play
 from wheelfactory import make_wheel
 
 from flash_tasks import __version__
@@ -194,7 +195,7 @@ def test_colour_decision(mode: str, env: dict[str, str], tty: bool, expected: bo
 def test_colour_flag_and_no_color(app: Path, local_index: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     index = ["--no-index", "--find-links", str(local_index)]
     code, out, _ = run(capsys, "build", "--color", "always", *index)
-    assert code == 0 and "\x1b[32;1m  Discovered\x1b[0m" in out
+    assert code == 0 and "\x1b[1;32m  Discovered\x1b[0m" in out
     code, out, _ = run(capsys, "--color", "always", "build", *index)  # also before the command
     assert "\x1b[" in out
     code, out, _ = run(capsys, "build", *index)  # auto, not a terminal
@@ -207,7 +208,7 @@ def test_colour_flag_and_no_color(app: Path, local_index: Path, capsys: pytest.C
     # Errors are coloured by the same rules.
     (app / "settings.py").write_text("EMBED_GPU = GpuGroup.NOPE\n")
     code, _, err = run(capsys, "build", "--color", "always", *index)
-    assert code == 1 and "\x1b[31;1merror:\x1b[0m" in err
+    assert code == 1 and "\x1b[1;31merror:\x1b[0m" in err
 
 
 def test_spinner_draws_only_when_live_and_clears_itself() -> None:
@@ -218,7 +219,8 @@ def test_spinner_draws_only_when_live_and_clears_itself() -> None:
     console.stop_spinner()
     console.line("Archived")
     text = tty.getvalue()
-    assert "Archiving" in text and text.endswith("\r\x1b[2KArchived\n")
+    screen = play(text)
+    assert "Archiving" in text and screen.lines() == ["Archived"] and screen.at_line_start and screen.cursor_visible
     piped = io.StringIO()
     console = Console(piped, color=False, live=False)
     console.start_spinner("Archiving")
@@ -259,9 +261,26 @@ def test_colour_is_on_for_a_terminal_unless_no_color(app: Path, flags: list[str]
     auto = [f for f in flags if f not in ("--color", "never")]
     command = [sys.executable, "-m", "flash_tasks", "build", *auto]
     env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "CI")} | {"TERM": "xterm"}
-    assert "\x1b[32;1m  Discovered\x1b[0m" in _run_on_terminal(command, app, env)
+    assert "\x1b[1;32m  Discovered\x1b[0m" in _run_on_terminal(command, app, env)
     plain = _run_on_terminal(command, app, env | {"NO_COLOR": "1"})
     assert "  Discovered" in plain and "\x1b[3" not in plain and "\x1b[1m" not in plain
+
+
+@pytest.mark.parametrize(("extra", "imports_rich"), [([], False), (["-q"], False), (["--json"], False), (["--color", "always"], True)])
+def test_a_piped_noop_build_does_not_import_rich(app: Path, flags: list[str], capsys: pytest.CaptureFixture[str], extra: list[str], imports_rich: bool) -> None:
+    """rich is for terminals and forced colour: a build into a pipe does without it (and its import time)."""
+    assert run(capsys, "build", *flags)[0] == 0
+    auto = [f for f in flags if f not in ("--color", "never")]
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "CLICOLOR_FORCE")}
+    command = [sys.executable, "-X", "importtime", "-m", "flash_tasks", "build", *auto, *extra]
+    proc = subprocess.run(command, cwd=app, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "flash_tasks.runner" in imported  # the listing is read right
+    assert ("rich" in imported) is imports_rich
+    assert ("\x1b" in proc.stdout) is imports_rich
+    if not extra:
+        assert "Up to date" in proc.stdout
 
 
 # -- --json ----------------------------------------------------------------------------------------

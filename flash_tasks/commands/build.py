@@ -502,6 +502,8 @@ def build_once(
             out.write(dump(error_result(error, view.task_results())) + "\n")
             return EXIT_INTERRUPTED
         raise
+    finally:
+        console.stop_spinner()  # whatever ended the build, the terminal gets its cursor back
     view.finish()
     write_last_build(config.paths.flash, config.output)
     if options.json:

@@ -1,43 +1,42 @@
 """Terminal output: colour, a spinner, aligned tables, sizes and times.
 
-Hand-written on purpose. rich (15.0) was tried and writes other bytes for
-every piece: ``\x1b[1;32m`` where we write ``\x1b[32;1m``; a live spinner that
-hides the cursor, redraws after every line printed and leaves with ``\x1b[1A``;
-tables padded to the end of the line and cut with ``…`` to 80 columns in a pipe;
-``NO_COLOR`` that keeps bold and dim, ``FORCE_COLOR=0`` that forces colour, and no
-``CLICOLOR_FORCE``. tests/test_output.py pins each of these. Importing
-``rich.console`` also takes 45-75 ms here; this module costs well under 1 ms.
+Two paths. Into a pipe or a file, with ``-q``, ``--json`` or ``--color never``,
+a line is written as it is given and a table is ``render_table``'s columns:
+no escape byte, and rich is not imported. On a terminal, or when colour is
+forced, ``commands/terminal.py`` has rich style the text, print the lines,
+draw the spinner (``rich.live.Live``, transient) and lay out tables
+(``rich.table.Table``, fitted to the terminal's width); colour forced into a
+pipe is styled by rich and written as on the first path.
+
+rich is imported only then because it is not free. Measured on a 2-core
+machine under a load average of 3 to 5 (so every number is a spread): with the
+rest of a build already imported, ``import rich.console`` (15.0) took a median
+of 31 ms (21-40 ms, 9 runs), and ``commands/terminal.py`` with it 28 ms
+(22-39 ms; rich's live display and tables load only when first drawn). A no-op
+``flash build`` on a terminal (``script -qc``) imports 48 modules more than the
+same build into a pipe, 40 ms of import time (22-45 ms, 5 runs of ``-X
+importtime``); its wall time was a median of 686 ms against 626 ms into a pipe
+(15 runs each, spread 480-780 ms).
 
 Colour follows the usual conventions: ``--color always|never`` wins; with
 ``auto`` (the default) ``NO_COLOR`` (non-empty) turns it off, ``FORCE_COLOR``
 or ``CLICOLOR_FORCE`` (non-empty, not ``0``) turns it on, ``TERM=dumb`` turns it
-off, else it is on only when the stream is a terminal. The spinner is drawn
-only on a terminal, never in ``--json``, ``-q`` or CI logs.
+off, else it is on only when the stream is a terminal. That decision is ours and
+is passed to rich, whose own reading of these variables differs. The spinner is
+drawn only on a terminal, never in ``--json``, ``-q`` or CI logs.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import sys
-import threading
-import time
 from collections.abc import Mapping, Sequence
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-_CODES = {
-    "bold": "1",
-    "dim": "2",
-    "red": "31",
-    "green": "32",
-    "yellow": "33",
-    "blue": "34",
-    "magenta": "35",
-    "cyan": "36",
-}
+if TYPE_CHECKING:
+    from .terminal import Terminal
+
 _ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-_SPINNER_FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
-_ASCII_FRAMES = "|/-\\"
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
@@ -115,9 +114,10 @@ class Console:
         self.color = color
         self.live = live and not quiet
         self.quiet = quiet
-        self._lock = threading.RLock()
-        self._spinner: _Spinner | None = None
         self.closed = False
+        #: rich draws on a terminal (or a stream said to be live); made on first use.
+        self._on_terminal = not quiet and (self.live or is_terminal(stream))
+        self._terminal: Terminal | None = None
 
     @classmethod
     def create(cls, stream: IO[str], mode: str = "auto", *, quiet: bool = False, env: Mapping[str, str] | None = None) -> Console:
@@ -125,13 +125,22 @@ class Console:
         live = is_terminal(stream) and env.get("TERM") != "dumb" and not _flag(env, "CI")
         return cls(stream, color=use_color(mode, stream, env), live=live, quiet=quiet)
 
+    def _rich(self) -> Terminal:
+        if self._terminal is None:
+            from .terminal import Terminal
+
+            self._terminal = Terminal(self.stream, color=self.color, live=self.live)
+        return self._terminal
+
     # -- styling -----------------------------------------------------------------------
 
     def style(self, text: str, *styles: str) -> str:
-        if not self.color or not styles or not text:
+        """``text`` with rich's escape codes for ``styles`` when colour is on (and not quiet), else as it is."""
+        if not self.color or self.quiet or not styles or not text:
             return text
-        codes = ";".join(_CODES[s] for s in styles)
-        return f"\x1b[{codes}m{text}\x1b[0m"
+        from .terminal import render_style
+
+        return render_style(text, styles)
 
     def bold(self, text: str) -> str:
         return self.style(text, "bold")
@@ -150,58 +159,51 @@ class Console:
     def write_always(self, text: str) -> None:
         if self.closed:
             return
-        with self._lock:
-            try:
-                self._clear_spinner()
+        try:
+            if self._on_terminal:
+                self._rich().line(text)
+            else:
                 self.stream.write(text + "\n")
                 self.stream.flush()
-            except BrokenPipeError:
-                # `flash build | head`: the reader left. The build goes on; the rest
-                # of the output goes nowhere, and so does the interpreter's final flush.
-                self.closed = True
-                self.live = False
-                _silence(self.stream)
+        except BrokenPipeError:
+            self._reader_left()
 
-    def _clear_spinner(self) -> None:
-        if self._spinner is not None and self._spinner.drawn:
-            self.stream.write("\r\x1b[2K")
-            self._spinner.drawn = False
+    def _reader_left(self) -> None:
+        # `flash build | head`: the reader left. The build goes on; the rest
+        # of the output goes nowhere, and so does the interpreter's final flush.
+        self.closed = True
+        self.live = False
+        self.stop_spinner()
+        _silence(self.stream)
 
     # -- spinner -----------------------------------------------------------------------
 
     def start_spinner(self, label: str) -> None:
         """Show ``label`` with a spinner and the time since it started (terminals only)."""
-        if not self.live:
-            return
-        with self._lock:
-            if self._spinner is None:
-                self._spinner = _Spinner(self)
-                self._spinner.start()
-            self._spinner.label = label
-            self._spinner.since = time.perf_counter()
+        if self.live and not self.closed:
+            self._rich().start_spinner(label)
 
     def stop_spinner(self) -> None:
-        spinner = self._spinner
-        if spinner is None:
-            return
-        spinner.stop()
-        with self._lock:
-            self._clear_spinner()
-            self.stream.flush()
-            self._spinner = None
+        """Clear the spinner's line and give the terminal its cursor back."""
+        if self._terminal is not None:
+            self._terminal.stop_spinner()
 
     def pause_spinner(self) -> None:
         """Hide the spinner while something else (uv's own progress) draws on the terminal."""
-        with self._lock:
-            if self._spinner is not None:
-                self._spinner.label = None
-                self._clear_spinner()
-                self.stream.flush()
+        self.stop_spinner()
 
     # -- tables ------------------------------------------------------------------------
 
     def table(self, header: Sequence[str], rows: Sequence[Sequence[str]], *, indent: str = "  ", right: Sequence[int] = ()) -> None:
-        """Columns aligned on the plain text width; the last column is not padded."""
+        """Columns aligned on the plain text width; the last column is not padded (outside a terminal)."""
+        if self.quiet or self.closed:
+            return
+        if self._on_terminal:
+            try:
+                self._rich().table(header, rows, indent=indent, right=right)
+            except BrokenPipeError:
+                self._reader_left()
+            return
         for line in render_table(header, rows, indent=indent, right=right, style=self.style):
             self.line(line)
 
@@ -233,50 +235,6 @@ def render_table(
     return lines
 
 
-class _Spinner(threading.Thread):
-    INTERVAL = 0.08
-
-    def __init__(self, console: Console) -> None:
-        super().__init__(name="flash-spinner", daemon=True)
-        self.console = console
-        self.label: str | None = None
-        self.since = time.perf_counter()
-        self.drawn = False
-        self._stop_event = threading.Event()
-        encoding = getattr(console.stream, "encoding", None) or "utf-8"
-        try:
-            _SPINNER_FRAMES.encode(encoding)
-            self.frames = _SPINNER_FRAMES
-        except (UnicodeEncodeError, LookupError):
-            self.frames = _ASCII_FRAMES
-
-    def run(self) -> None:
-        n = 0
-        # Draw only once a step has taken a moment: fast steps never flicker.
-        while not self._stop_event.wait(self.INTERVAL):
-            with self.console._lock:
-                label = self.label
-                if label is None:
-                    continue
-                elapsed = time.perf_counter() - self.since
-                if elapsed < 0.25:
-                    continue
-                frame = self.frames[n % len(self.frames)]
-                n += 1
-                width = _terminal_width() - 1
-                text = f"{frame} {label} {format_seconds(elapsed)}"
-                if len(text) > width:
-                    text = text[: max(width - 1, 0)]
-                self.console.stream.write("\r\x1b[2K" + self.console.style(text, "cyan"))
-                self.console.stream.flush()
-                self.drawn = True
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        if self.is_alive():
-            self.join(timeout=1)
-
-
 def _silence(stream: IO[str]) -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -284,13 +242,6 @@ def _silence(stream: IO[str]) -> None:
         os.close(devnull)
     except (OSError, ValueError, AttributeError):
         pass
-
-
-def _terminal_width() -> int:
-    try:
-        return os.get_terminal_size(sys.stdout.fileno()).columns
-    except (OSError, ValueError, AttributeError):
-        return 80
 
 
 def render_error(exc: object, console: Console) -> str:
