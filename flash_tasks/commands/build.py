@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from ..config import BuildConfig
