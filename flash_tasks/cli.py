@@ -270,6 +270,9 @@ def cmd_build(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if verdict == VERIFY:
         args.verify = True  # something other than a build changed .flash/: re-read it all
         record = dict(vars(args))
+    # pydantic looks for plugins in every installed distribution's entry points when it builds its
+    # first model (tens of ms); this process's models use none. A value the user set is kept.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     from .commands.build import BuildOptions, build_once
 
     if args.watch and args.json:
