@@ -558,4 +558,7 @@ def dodo_namespace(
         **options,
     )
     config.paths.state.mkdir(parents=True, exist_ok=True)
+    from .quick import forget
+
+    forget(config.app_dir)  # plain doit may change what flash build's no-op record describes
     return namespace(config)

@@ -243,3 +243,24 @@ def test_the_answer_loads_neither_the_graph_nor_pydantic(app: Path, index_args: 
     assert heavy <= imported_modules(second.stderr)  # the full no-op build that wrote the record
     assert not heavy & imported_modules(third.stderr)
     assert TOOK.sub("", third.stdout) == TOOK.sub("", second.stdout)
+
+
+def test_a_build_by_plain_doit_drops_the_record(
+    app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str], verdicts: list[str]
+) -> None:
+    """An app's own dodo.py runs the same graph: the record it may outdate is gone, the next build runs in full."""
+    (app / "dodo.py").write_text(
+        "from flash_tasks.graph import dodo_namespace\n"
+        f"globals().update(dodo_namespace('.', find_links=({index_args[-1]!r},), no_index=True))\n"
+    )
+    (app / ".gitignore").write_text((app / ".gitignore").read_text() + "dodo.py\n")
+    recorded(app, index_args, capsys, verdicts)
+    (app / "settings_extra.py").write_text("VALUE = 7\n")
+    result = subprocess.run([sys.executable, "-m", "doit"], cwd=app, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert not quick.record_path(app).exists()
+    code, out, err = flash(app, index_args, capsys)
+    assert code == 0, err
+    assert verdicts == [quick.BUILD] and "nothing to do" in out  # doit built it already
+    (app / "dodo.py").unlink()
+    assert (app / ".flash" / "artifact.tar.gz").read_bytes() == clean_bytes(app, index_args, capsys)
