@@ -289,13 +289,43 @@ def answer(options: Mapping[str, Any], out: IO[str], err: IO[str]) -> str:
         "err": Console.create(err, color_mode, quiet=bool(options.get("quiet"))),
     }
     took = f"({data.get('took')})"
-    calls = data.get("output", [])
+    calls = data.get("output")
+    if not _replayable(calls):
+        return BUILD
     for index, (stream, method, args, kwargs) in enumerate(calls):
         if index == len(calls) - 1 and method == "line" and args and str(args[0]).endswith(took):
             args = [str(args[0])[: -len(took)] + f"({format_seconds(time.perf_counter() - started)})"]
         getattr(consoles[stream], method)(*args, **kwargs)
     write_last_build(flash, str(options.get("output")))
     return ANSWERED
+
+
+def _replayable(calls: Any) -> bool:
+    """Whether ``calls`` are console calls a build records: lines and tables, on out or err."""
+    if not isinstance(calls, list):
+        return False
+    for call in calls:
+        if not (isinstance(call, list) and len(call) == 4 and call[0] in ("out", "err")):
+            return False
+        _, method, args, kwargs = call
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            return False
+        if method == "line" and not (len(args) == 1 and isinstance(args[0], str) and not kwargs):
+            return False
+        if method == "table":
+            shaped = (
+                len(args) == 2
+                and all(isinstance(cell, str) for cell in args[0])
+                and all(isinstance(row, list) and all(isinstance(cell, str) for cell in row) for row in args[1])
+                and set(kwargs) <= {"indent", "right"}
+                and isinstance(kwargs.get("indent", ""), str)
+                and all(isinstance(i, int) for i in kwargs.get("right", []))
+            )
+            if not shaped:
+                return False
+        elif method != "line":
+            return False
+    return True
 
 
 def _unchanged(data: dict[str, Any]) -> bool:

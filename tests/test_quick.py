@@ -264,3 +264,27 @@ def test_a_build_by_plain_doit_drops_the_record(
     assert verdicts == [quick.BUILD] and "nothing to do" in out  # doit built it already
     (app / "dodo.py").unlink()
     assert (app / ".flash" / "artifact.tar.gz").read_bytes() == clean_bytes(app, index_args, capsys)
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        [["out", "stream", [], {}]],
+        [["out", "line", ["a", "b"], {}]],
+        [["elsewhere", "line", ["text"], {}]],
+        [["out", "table", [["a"], [[1]]], {}]],
+        {"not": "a list"},
+    ],
+)
+def test_a_record_with_output_no_build_writes_is_not_replayed(
+    output: object, app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str], verdicts: list[str]
+) -> None:
+    """A record with a valid digest but other content (written by hand, or by another tool) runs the full build."""
+    from flash_tasks.stage import read_json, write_json
+
+    recorded(app, index_args, capsys, verdicts)
+    data = read_json(quick.record_path(app))
+    write_json(quick.record_path(app), {**data, "output": output})
+    code, out, err = flash(app, index_args, capsys)
+    assert (code, verdicts) == (0, [quick.BUILD]), err
+    assert "nothing to do" in out and "Traceback" not in err
