@@ -33,7 +33,7 @@ import sys
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeGuard
 
 from . import __version__
 from .stage import read_json, write_json
@@ -300,7 +300,7 @@ def answer(options: Mapping[str, Any], out: IO[str], err: IO[str]) -> str:
     return ANSWERED
 
 
-def _replayable(calls: Any) -> bool:
+def _replayable(calls: Any) -> TypeGuard[list[list[Any]]]:
     """Whether ``calls`` are console calls a build records: lines and tables, on out or err."""
     if not isinstance(calls, list):
         return False
