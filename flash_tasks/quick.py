@@ -66,31 +66,24 @@ NOT_BUILD_INPUTS = frozenset({"commands", "templates"})
 Stamp = list[int]
 
 
+def _digest_package(*, everything: bool) -> str:
+    package = Path(__file__).parent
+    digest = hashlib.sha256(__version__.encode())
+    for path in sorted(package.rglob("*.py")):
+        if not everything and path.relative_to(package).parts[0] in NOT_BUILD_INPUTS:
+            continue
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def tool_fingerprint() -> str:
     """Identifies this tool's code: a new version or an edited module rebuilds.
 
     Hashes the package's source (a few hundred KB, about a millisecond), so two
     installs of the same code agree and any change to it is noticed.
     """
-    package = Path(__file__).parent
-    digest = hashlib.sha256(__version__.encode())
-    for path in sorted(package.rglob("*.py")):
-        if path.relative_to(package).parts[0] in NOT_BUILD_INPUTS:
-            continue
-        digest.update(path.relative_to(package).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def _package_fingerprint() -> str:
-    """The whole package, the CLI's output included (the record replays what it printed)."""
-    package = Path(__file__).parent
-    digest = hashlib.sha256(tool_fingerprint().encode())
-    for path in sorted(package.rglob("*.py")):
-        if path.relative_to(package).parts[0] in NOT_BUILD_INPUTS:
-            digest.update(path.relative_to(package).as_posix().encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
+    return _digest_package(everything=False)[:16]
 
 
 def _stamp(path: str) -> Stamp | None:
@@ -126,17 +119,20 @@ def _terminal_size(stream: IO[str]) -> list[int] | None:
     return [size.columns, size.lines]
 
 
-def run_key(options: Mapping[str, Any], color: bool, env_names: Iterable[str], out: IO[str]) -> str:
+def run_key(options: Mapping[str, Any], env_names: Iterable[str], out: IO[str], err: IO[str]) -> str:
     """What, besides the stamped files, decides a build's outputs and what it prints."""
+    from .commands.output import use_color
+
+    mode = str(options.get("color") or "auto")
     plain = {k: v for k, v in sorted(options.items()) if isinstance(v, (str, bool, int, list, type(None)))}
     parts = {
-        "tool": _package_fingerprint(),
+        "tool": _digest_package(everything=True),  # the CLI's output code too: the record replays it
         "python": [sys.executable, sys.version],
         "options": plain,
-        "color": color,
+        "color": [use_color(mode, out), use_color(mode, err)],
         "cwd": os.getcwd(),
         "env": _env(env_names),
-        "terminal": _terminal_size(out),
+        "terminal": [_terminal_size(out), _terminal_size(err)],
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -278,10 +274,10 @@ def answer(options: Mapping[str, Any], out: IO[str], err: IO[str]) -> str:
         inside = str(flash) + os.sep
         damaged = isinstance(files, dict) and any(p.startswith(inside) and _stamp(p) != s for p, s in files.items())
         return VERIFY if damaged else BUILD
-    from .commands.output import Console, format_seconds, use_color
+    from .commands.output import Console, format_seconds
 
     color_mode = str(options.get("color") or "auto")
-    key = run_key(options, use_color(color_mode, out), data.get("env", []), out)
+    key = run_key(options, data.get("env", []), out, err)
     if data.get("key") != key:
         return BUILD
     consoles = {

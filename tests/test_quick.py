@@ -288,3 +288,26 @@ def test_a_record_with_output_no_build_writes_is_not_replayed(
     code, out, err = flash(app, index_args, capsys)
     assert (code, verdicts) == (0, [quick.BUILD]), err
     assert "nothing to do" in out and "Traceback" not in err
+
+
+def test_a_terminal_on_stderr_alone_is_a_different_run(
+    app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str], verdicts: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Warnings go to stderr, styled when it is a terminal: the record holds them as they were printed."""
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for name in ("NO_COLOR", "FORCE_COLOR", "CLICOLOR_FORCE", "CI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    capsys.readouterr()
+    assert main(["build", "-C", str(app), *index_args]) == 0
+    assert main(["build", "-C", str(app), *index_args]) == 0
+    assert quick.record_path(app).is_file()
+    verdicts.clear()
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    assert main(["build", "-C", str(app), *index_args]) == 0
+    assert verdicts == [quick.BUILD]

@@ -421,7 +421,9 @@ def _consoles(options: BuildOptions, out: IO[str], err: IO[str], log: OutputLog 
     return consoles[0], consoles[1]
 
 
-def _record_noop(config: BuildConfig, record: Mapping[str, Any], report: BuildReport, log: OutputLog, color: bool, out: IO[str], started_ns: int) -> None:
+def _record_noop(
+    config: BuildConfig, record: Mapping[str, Any], report: BuildReport, log: OutputLog, out: IO[str], err: IO[str], started_ns: int
+) -> None:
     """After a build that had nothing to do, let the next identical one be answered from a record."""
     from ..deps.requirements import collect_app_requirements
     from ..files import scan_app_tree
@@ -437,7 +439,7 @@ def _record_noop(config: BuildConfig, record: Mapping[str, Any], report: BuildRe
         env_names = sorted(read_json(config.paths.env_json, {}) or {})
         write_record(
             config.app_dir,
-            key=run_key(record, color, env_names, out),
+            key=run_key(record, env_names, out, err),
             started_ns=started_ns,
             shipped=[*tree.files, *tree.ignore_files],
             folders=tree.dirs,
@@ -517,5 +519,5 @@ def build_once(
         print_explain(view.events, console)
     print_summary(config, report, console)
     if log is not None and record is not None:
-        _record_noop(config, record, report, log, console.color, out, started_ns)
+        _record_noop(config, record, report, log, out, err, started_ns)
     return 0
