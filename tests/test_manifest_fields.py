@@ -913,3 +913,146 @@ def test_resource_config_is_local_function(monkeypatch: pytest.MonkeyPatch, curr
     text = render_resource_config({"a": {}, "b": {}, "c-fb": {}}, {"f": "a", "g": "b", "h": "c-fb"}, "t")
     namespace = _load_config(text, monkeypatch, current)
     assert namespace["is_local_function"](func) is local
+
+
+# -- the recorded apps, manifest phase only --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["cpu_and_classes", "legacy_remote", "load_balanced", "queue_basic", "volumes_and_flags", "reassigned_constants",
+     "nested_packages", "runnable_workers"],
+)
+def test_recorded_apps_give_the_references_resources(case: str) -> None:
+    """Field for field (nulls aside), as runpod-flash 1.21.0 wrote them for the same sources."""
+    app = Path(__file__).parent / "apps" / case
+    scans = {p.relative_to(app).as_posix(): scan_source(p.read_bytes(), p.relative_to(app).as_posix()) for p in sorted(app.rglob("*.py"))}
+    ours = build_manifest(scans, BuildOptions(project_name=case), {"FLASH_FIXTURE_REGION": "eu-west"}).manifest.model_dump()
+    golden = _golden(case)
+
+    def present(entry: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in entry.items() if v is not None}
+
+    assert sorted(ours["resources"]) == sorted(golden["resources"])
+    for name, entry in golden["resources"].items():
+        assert present(ours["resources"][name]) == present(entry), name
+    assert ours["function_registry"] == golden["function_registry"]
+    assert ours.get("routes") == golden.get("routes")
+
+
+# -- hints and locations of the remaining errors ---------------------------------------------------
+
+
+def test_hints_say_what_to_do() -> None:
+    assert failure("gpu=GpuGroup.ADA_24, cpu='cpu3c-1-2'").hint == "choose gpu=... for a GPU worker or cpu=... for a CPU worker"
+    assert failure("env={'W': 4}").hint == "quote numbers, e.g. {'WORKERS': '4'}"
+    assert failure("dependencies='numpy'").hint == "e.g. dependencies=['numpy>=2', 'pillow']"
+    assert (failure("scaler_type='REQUEST_COUNTS'").hint or "").startswith("did you mean REQUEST_COUNT")
+    assert (failure("min_cuda_version='12.77'").hint or "").startswith("did you mean 12.")
+    with pytest.raises(BuildError) as info:
+        build({"a.py": "print('hi')\n"})
+    assert info.value.message == "no endpoints found"
+    assert "@Endpoint(name=" in (info.value.hint or "") and "test_*.py" in (info.value.hint or "")
+
+
+def test_deployable_class_with_an_empty_image_is_located_at_the_image() -> None:
+    config = "ServerlessEndpoint(name='p', imageName='')"
+    with pytest.raises(BuildError) as info:
+        legacy(config)
+    assert info.value.hint == "set imageName='org/image:tag'; the Live* classes and @Endpoint use the Flash worker image by default"
+    assert (info.value.line, info.value.col) == (2, len("cfg = ") + 1)  # the class call
+
+
+@pytest.mark.parametrize(
+    "gpu_ids, expected",
+    [
+        # the reference's normalisation: sorted without case, negations last
+        ("ADAM_1,ADA_24", "ADA_24,ADAM_1"),
+        ("-NVIDIA A40, NVIDIA L4", "NVIDIA L4,-NVIDIA A40"),
+        ("b,A,-d,-C", "A,b,-C,-d"),
+    ],
+)
+def test_legacy_gpu_ids_order(gpu_ids: str, expected: str) -> None:
+    assert legacy(f"ServerlessEndpoint(name='p', imageName='me/img:1', gpuIds='{gpu_ids}')")["gpuIds"] == expected
+
+
+def test_duplicate_errors_say_what_to_do() -> None:
+    source = IMPORTS + "api = Endpoint(name='api')\n@api.get('/x')\ndef one(): return 1\n@api.get('/x')\ndef two(): return 2\n"
+    with pytest.raises(BuildError) as info:
+        build({"a.py": source})
+    assert info.value.hint == "give each route its own method and path"
+    with pytest.raises(BuildError) as info:
+        build({"a.py": IMPORTS + "@Endpoint(name='x')\ndef f(v): return v\n", "b.py": IMPORTS + "@Endpoint(name='y')\nasync  def f(v): return v\n"})
+    assert (info.value.path, info.value.line, info.value.col) == ("b.py", 3, 1)
+    assert info.value.hint == "rename one of the functions; the worker looks functions up by name"
+    source = IMPORTS + "api = Endpoint(name='api')\n@api.get('/x')\ndef one(): return 1\n@Endpoint(name='api')\ndef two(x): return x\n"
+    with pytest.raises(BuildError) as info:
+        build({"a.py": source})
+    assert info.value.hint == "give the routes' Endpoint and the queue-based Endpoint different names"
+    source = IMPORTS + "c = Endpoint(name='w', image='me/x:1')\n@Endpoint(name='w')\ndef f(x): return x\n"
+    with pytest.raises(BuildError) as info:
+        build({"a.py": source})
+    assert info.value.hint == "each endpoint name must be unique across the app"
+
+
+def test_endpoint_in_two_files_is_located_at_the_last_declaration() -> None:
+    files = {
+        "a.py": IMPORTS + "@Endpoint(name='w')\ndef f(x): return x\n@Endpoint(name='w')\ndef g(x): return x\n",
+        "a/b.py": IMPORTS + "\n@Endpoint(name='w')\ndef h(x): return x\n",
+        "a_c.py": IMPORTS + "\n\n@Endpoint(name='w')\ndef k(x): return x\n",
+    }
+    with pytest.raises(BuildError) as info:
+        build(files)
+    err = info.value
+    # files in path-component order, as sorted(pathlib.Path) lists them: "a" < "a.py" < "a_c.py"
+    assert err.message == "endpoint 'w' is defined in more than one file: a/b.py, a.py, a_c.py"
+    assert (err.path, err.line, err.col) == ("a_c.py", 4, 2)
+    assert err.hint == "give each endpoint a unique name, or keep an endpoint's functions in one file"
+
+
+def test_client_endpoint_path_prefix_and_gpu_warning() -> None:
+    source = IMPORTS + "g = Endpoint(name='g', image='me/x:1')\n@Endpoint(name='c', cpu='cpu3c-1-2')\ndef f(x): return x\n"
+    result = build({"clients.py": source}, python="3.11")
+    assert result.manifest.resources["g"].model_dump()["local_path_prefix"] == "/clients"
+    assert [w.message for w in result.warnings if "torch" in w.message] == [
+        "GPU workers ship torch for Python 3.12; with Python 3.11 they reinstall it at cold start "
+        "(about +7 GB, slower starts). Use --python-version 3.12 if you can"
+    ]
+    cpu_only = IMPORTS + "g = Endpoint(name='g', image='me/x:1', cpu='cpu3c-1-2')\n@Endpoint(name='c', cpu='cpu3c-1-2')\ndef f(x): return x\n"
+    assert build({"clients.py": cpu_only}, python="3.11").warnings == []
+
+
+def test_environment_reaches_the_evaluated_arguments() -> None:
+    source = "import os\n" + IMPORTS + "@Endpoint(name='w', env={'K': os.environ.get('KEY', 'none')})\ndef f(x): return x\n"
+    result = build({"w.py": source}, {"KEY": "v"})
+    assert result.manifest.resources["w"].model_dump()["env"] == {"K": "v"}
+
+
+def test_overridden_python_versions_are_all_named() -> None:
+    files = {
+        "w.py": LEGACY_IMPORTS
+        + "x = LiveServerless(name='x', python_version='3.11')\ny = LiveServerless(name='y', python_version='3.10')\n"
+        + "z = LiveServerless(name='z', python_version='3.12')\n"
+        + "@remote(x)\ndef f(v): return v\n@remote(y)\ndef g(v): return v\n@remote(z)\ndef h(v): return v\n"
+    }
+    result = build(files, python="3.12")
+    assert [w.message for w in result.warnings] == ["--python-version 3.12 overrides the python_version of: x (3.11), y (3.10)"]
+    with pytest.raises(BuildError) as info:
+        build(files)
+    assert info.value.hint == "set the same python_version on every resource, or choose one with --python-version"
+
+
+def test_newer_syntax_is_reported_for_the_first_file_in_path_order() -> None:
+    newer = "try:\n    pass\nexcept* ValueError:\n    pass\n"
+    files = {"w.py": IMPORTS + "@Endpoint(name='w')\ndef f(x): return x\n", "b_x.py": newer, "b/a.py": newer}
+    with pytest.raises(BuildError) as info:
+        build(files, python="3.10")
+    assert info.value.path == "b/a.py"
+
+
+def test_invalid_dependencies_of_another_declaration_are_not_installed() -> None:
+    source = IMPORTS + (
+        "@Endpoint(name='w', dependencies=['a'])\ndef f(x): return x\n"
+        "@Endpoint(name='w', dependencies='bc')\ndef g(x): return x\n"
+    )
+    assert build({"w.py": source}).groups["w"] == [{"requirement": "a", "origin": "w.py:2"}]
