@@ -1056,3 +1056,20 @@ def test_invalid_dependencies_of_another_declaration_are_not_installed() -> None
         "@Endpoint(name='w', dependencies='bc')\ndef g(x): return x\n"
     )
     assert build({"w.py": source}).groups["w"] == [{"requirement": "a", "origin": "w.py:2"}]
+
+
+def test_more_hints_say_what_to_do() -> None:
+    assert endpoint("max_concurrency=2")["max_concurrency"] == 2
+    assert (failure("cpu='cpu3c-1-3'").hint or "").startswith("did you mean cpu3c-1-2")
+    assert (failure("gpu=['ADA_42']").hint or "").startswith("did you mean ADA_24")
+    assert failure("gpu=3").hint == "e.g. gpu=GpuGroup.ADA_24 or gpu=[GpuType.NVIDIA_L4]"
+    assert failure("workers='3'").hint == "e.g. workers=3 or workers=(0, 3)"
+    assert failure("volume='m'").hint == "e.g. volume=NetworkVolume(name='models', size=100, datacenter=DataCenter.EU_RO_1)"
+    assert failure("volume=[NetworkVolume(name='a'), NetworkVolume(name='b')]").hint == "attach at most one network volume per datacenter"
+    assert (failure("datacenter='EU_RO_2'").hint or "").startswith("did you mean EU-RO-1")
+
+
+@pytest.mark.parametrize("environ", [{}, {"FLASH_IMAGE_TAG": "dev"}])
+def test_image_tag_variable_is_recorded_as_used(environ: dict[str, str]) -> None:
+    result = build({"w.py": IMPORTS + "@Endpoint(name='w')\ndef f(x): return x\n"}, environ)
+    assert "FLASH_IMAGE_TAG" in result.env_used and result.env_used["FLASH_IMAGE_TAG"] == environ.get("FLASH_IMAGE_TAG")
