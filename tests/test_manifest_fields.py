@@ -970,6 +970,7 @@ def test_deployable_class_with_an_empty_image_is_located_at_the_image() -> None:
         ("ADAM_1,ADA_24", "ADA_24,ADAM_1"),
         ("-NVIDIA A40, NVIDIA L4", "NVIDIA L4,-NVIDIA A40"),
         ("b,A,-d,-C", "A,b,-C,-d"),
+        ("XA_1,B_1", "B_1,XA_1"),
     ],
 )
 def test_legacy_gpu_ids_order(gpu_ids: str, expected: str) -> None:
@@ -999,14 +1000,14 @@ def test_endpoint_in_two_files_is_located_at_the_last_declaration() -> None:
     files = {
         "a.py": IMPORTS + "@Endpoint(name='w')\ndef f(x): return x\n@Endpoint(name='w')\ndef g(x): return x\n",
         "a/b.py": IMPORTS + "\n@Endpoint(name='w')\ndef h(x): return x\n",
-        "a_c.py": IMPORTS + "\n\n@Endpoint(name='w')\ndef k(x): return x\n",
+        "a_c.py": IMPORTS + "\n\n@  Endpoint(name='w')\ndef k(x): return x\n",
     }
     with pytest.raises(BuildError) as info:
         build(files)
     err = info.value
     # files in path-component order, as sorted(pathlib.Path) lists them: "a" < "a.py" < "a_c.py"
     assert err.message == "endpoint 'w' is defined in more than one file: a/b.py, a.py, a_c.py"
-    assert (err.path, err.line, err.col) == ("a_c.py", 4, 2)
+    assert (err.path, err.line, err.col) == ("a_c.py", 4, 4)
     assert err.hint == "give each endpoint a unique name, or keep an endpoint's functions in one file"
 
 
@@ -1044,7 +1045,7 @@ def test_overridden_python_versions_are_all_named() -> None:
 
 def test_newer_syntax_is_reported_for_the_first_file_in_path_order() -> None:
     newer = "try:\n    pass\nexcept* ValueError:\n    pass\n"
-    files = {"w.py": IMPORTS + "@Endpoint(name='w')\ndef f(x): return x\n", "b_x.py": newer, "b/a.py": newer}
+    files = {"w.py": IMPORTS + "@Endpoint(name='w')\ndef f(x): return x\n", "b.py": newer, "b/a.py": newer}
     with pytest.raises(BuildError) as info:
         build(files, python="3.10")
     assert info.value.path == "b/a.py"
@@ -1062,6 +1063,10 @@ def test_more_hints_say_what_to_do() -> None:
     assert endpoint("max_concurrency=2")["max_concurrency"] == 2
     assert (failure("cpu='cpu3c-1-3'").hint or "").startswith("did you mean cpu3c-1-2")
     assert (failure("gpu=['ADA_42']").hint or "").startswith("did you mean ADA_24")
+    assert (failure("gpu=['NVIDIA GeForce RTX 4091']").hint or "").startswith("did you mean NVIDIA GeForce RTX 4090")
+    # the resource classes' spelling dataCenterId is accepted but not suggested
+    hint = failure("volume=NetworkVolume(name='m', dataCenterID='EU-RO-1')").hint or ""
+    assert "datacenter" in hint and "dataCenterId" not in hint
     assert failure("gpu=3").hint == "e.g. gpu=GpuGroup.ADA_24 or gpu=[GpuType.NVIDIA_L4]"
     assert failure("workers='3'").hint == "e.g. workers=3 or workers=(0, 3)"
     assert failure("volume='m'").hint == "e.g. volume=NetworkVolume(name='models', size=100, datacenter=DataCenter.EU_RO_1)"
