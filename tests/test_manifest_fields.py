@@ -410,6 +410,12 @@ def test_explicit_image_and_its_errors() -> None:
         build({"c.py": IMPORTS + "c = Endpoint(name='c', image=3)\n"})
     assert info.value.message == "image must be a string, got 3"
     assert info.value.col == len("c = Endpoint(name='c', image=") + 1
+    client = "c = Endpoint(name='w', id='abc', image='me/x:1')"
+    with pytest.raises(BuildError) as info:
+        build({"c.py": IMPORTS + client + "\n@Endpoint(name='v')\ndef f(x): return x\n"})
+    assert info.value.message == "id and image cannot both be set"  # the reference refuses it too
+    assert (info.value.path, info.value.line, info.value.col) == ("c.py", 2, client.index("image=") + len("image=") + 1)
+    assert "existing endpoint" in (info.value.hint or "")
     err = failure("gpu=GpuGroup.ADA_24, cpu='cpu3c-1-2'")
     assert err.message == "gpu and cpu cannot both be set"
     assert err.col == value_col("gpu=GpuGroup.ADA_24, cpu='cpu3c-1-2'", "cpu")
