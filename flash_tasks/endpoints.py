@@ -509,8 +509,14 @@ class Discovery:
                 if "image" not in call["kwargs"]:
                     continue
                 obj = self.endpoint_var(scan["module"], var, 10**9) or EndpointObject(scan["module"], relpath, call, var)
-                if self.value(obj, "image") is None or self.value(obj, "id") is not None:
+                if self.value(obj, "image") is None:
                     continue
+                if self.value(obj, "id") is not None:
+                    raise BuildError(
+                        "id and image cannot both be set",
+                        **self.where(obj, "image"),
+                        hint="id= connects to an existing endpoint, image= deploys a new one",
+                    )
                 name = self.value(obj, "name")
                 if not isinstance(name, str) or not name:
                     raise BuildError("an Endpoint with image= needs a name", **self.where(obj, "image"))

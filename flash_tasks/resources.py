@@ -46,8 +46,6 @@ class ResourceSettings:
         gpu, cpu = v("gpu"), v("cpu")
         if gpu is not None and cpu is not None:
             raise err("cpu", "gpu and cpu cannot both be set", "choose gpu=... for a GPU worker or cpu=... for a CPU worker")
-        if v("id") is not None and v("image") is not None:
-            raise err("image", "id and image cannot both be set", "id= connects to an existing endpoint, image= deploys a new one")
         is_cpu = cpu is not None
         out: dict[str, Any] = {}
 
@@ -283,7 +281,7 @@ class ResourceSettings:
     def datacenters(self, obj: EndpointObject, datacenter: Any, no_default: bool) -> list[str]:
         is_cpu = self.value(obj, "cpu") is not None
         if not datacenter:
-            if no_default or self.value(obj, "id") is not None:
+            if no_default:
                 return []
             return list(catalog.DATACENTERS.values())
         items = datacenter if isinstance(datacenter, (list, tuple)) else [datacenter]
