@@ -292,7 +292,7 @@ def test_exec_bit_and_digest_check(tmp_path: Path) -> None:
     with pytest.raises(archive.DamagedSource) as info:
         write_segment([Entry("run.sh", script, False, expect=record_digest(b"\0" * 32))], tmp_path / "bad.gz")
     assert info.value.source == script
-    assert str(script) in info.value.render() and "changed since it was installed" in info.value.render()
+    assert info.value.render() == f"error: {script} changed since it was installed\n  hint: the build repairs it; run again"
     assert not (tmp_path / "bad.gz").exists()
 
 
@@ -455,3 +455,57 @@ def test_parallel_results_are_in_job_order_and_equal_serial_bytes(tmp_path: Path
         assert out.read_bytes() == serial.path.read_bytes()
         assert infos[i].entries == 1 and infos[i].sha256 == hashlib.sha256(out.read_bytes()).hexdigest()
     assert sorted(p.name for p in (tmp_path / "par").iterdir()) == [f"s{i}.gz" for i in range(4)]
+
+
+# -- walking the build folder: errors name the path and the reason ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [("readlink", "cannot read symlink {path}: Permission denied"), ("lstat", "cannot stat {path}: Permission denied")],
+)
+def test_walk_errors_name_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, call: str, expected: str) -> None:
+    import socket
+
+    from flash_tasks import archive_entries
+
+    root = tmp_path / "build"
+    root.mkdir()
+    if call == "readlink":
+        path = root / "link"
+        path.symlink_to("target")
+    else:
+        path = root / "sock"
+        sock = socket.socket(socket.AF_UNIX)
+        try:
+            sock.bind(str(path))
+        except OSError:
+            pytest.skip("no unix sockets here")
+        finally:
+            sock.close()
+
+    def denied(*_args: object, **_kw: object) -> object:
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(archive_entries.os, call, denied)
+    with pytest.raises(BuildError) as info:
+        archive_entries.walk_entries(root)
+    assert info.value.message == expected.format(path=path)
+
+
+def test_unlistable_folder_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flash_tasks import archive_entries
+
+    root = tmp_path / "build"
+    (root / "sub").mkdir(parents=True)
+    real = os.scandir
+
+    def scandir(path: object) -> object:
+        if Path(str(path)).name == "sub":
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+        return real(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(archive_entries.os, "scandir", scandir)
+    with pytest.raises(BuildError) as info:
+        archive_entries.walk_entries(root)
+    assert info.value.message == f"cannot list {root / 'sub'}: Permission denied"

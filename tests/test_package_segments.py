@@ -459,3 +459,113 @@ def test_segment_file_bytes_read_back(tmp_path: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(gzip.decompress(seg.read_bytes()) + b"\0" * 1024)) as tar:
         assert [m.name for m in tar.getmembers()] == ["./a.txt"]
     assert os.path.getsize(seg) == seg.stat().st_size
+
+
+# -- a whole archive step over a real (offline, tiny) build ------------------------------------------
+
+MAIN = '''\
+from runpod_flash import CpuInstanceType, Endpoint
+
+
+@Endpoint(name="worker", cpu=CpuInstanceType.CPU3C_1_2, dependencies=["tinydep==1.0", "nsone", "nstwo"])
+def work(x: int) -> int:
+    return x
+'''
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, local_index: Path) -> BuildConfig:
+    from wheelfactory import make_wheel
+
+    from flash_tasks.runner import run_tasks
+
+    shared = tmp_path_factory.mktemp("ns-wheels")
+    make_wheel(shared, "nsone", "1.0", files={"sharedns/one.py": "ONE = 1\n"})
+    make_wheel(shared, "nstwo", "1.0", files={"sharedns/two.py": "TWO = 2\n"})
+    app = tmp_path_factory.mktemp("segments-app") / "app"
+    app.mkdir()
+    (app / "main.py").write_text(MAIN, encoding="utf-8")
+    config = BuildConfig(app_dir=app, find_links=(str(local_index), str(shared)), no_index=True)
+    run_tasks(config)
+    return config
+
+
+def artifact_files(config: BuildConfig) -> dict[str, bytes | None]:
+    with tarfile.open(config.paths.artifact, "r:gz") as tar:
+        return {m.name: (tar.extractfile(m).read() if m.isfile() else None) for m in tar.getmembers()}  # type: ignore[union-attr]
+
+
+def test_artifact_holds_exactly_the_tracked_files_with_their_bytes(built: BuildConfig) -> None:
+    build = built.paths.build
+    stray = build / "tinydep" / "stray.txt"
+    stray.write_text("never ships")
+    (build / "tinydep" / "__pycache__").mkdir(exist_ok=True)
+    (build / "tinydep" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"pyc")
+    try:
+        package.build_archive(built)
+        files = artifact_files(built)
+    finally:
+        stray.unlink()
+    shipped = {name.removeprefix("./"): data for name, data in files.items() if data is not None}
+    assert "tinydep/stray.txt" not in shipped and not any("__pycache__" in n for n in files)
+    for rel in ["main.py", "handler_worker.py", "flash_manifest.json", "tinydep/__init__.py", "sharedns/one.py", "sharedns/two.py"]:
+        assert shipped[rel] == (build / rel).read_bytes(), rel
+    assert files["."] is None  # the root entry
+    assert built.paths.manifest.read_bytes() == built.paths.build_manifest.read_bytes()
+    # every cached segment the plan names exists, and nothing else is left in the segments folder
+    _fresh, cached = package.plan_segments(built)
+    assert sorted(p.name for p in built.paths.segments.iterdir()) == sorted(p.name for g in cached for p in g.paths)
+
+
+def test_a_changed_installed_file_is_repaired_and_said(built: BuildConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flash_tasks.deps import tasks
+    from flash_tasks.store import repairs_path
+
+    build = built.paths.build
+    target = build / "tinydep" / "__init__.py"
+    good = target.read_bytes()
+    for p in built.paths.segments.glob("tinydep-*"):
+        p.unlink()  # the segment is made again, from the files: so they are read and checked
+    target.write_bytes(b"X" * len(good))  # same size, other bytes
+    calls: list[str] = []
+
+    def reinstall(config: BuildConfig, name: str) -> None:
+        calls.append(name)
+        target.write_bytes(good)
+
+    monkeypatch.setattr(tasks, "reinstall", reinstall)
+    repairs_path(built).unlink(missing_ok=True)
+    package.build_archive(built)
+    assert calls == ["tinydep"]
+    assert artifact_files(built)["./tinydep/__init__.py"] == good
+    said = json.loads(repairs_path(built).read_text())["data"]
+    assert "tinydep/__init__.py in .flash/.build was changed: tinydep reinstalled" in said
+
+
+def test_a_changed_staged_source_is_restored_before_archiving(built: BuildConfig) -> None:
+    main = built.paths.build / "main.py"
+    main.write_text("tampered = True\n")
+    repairs: list[str] = []
+    package._ensure_fresh(built, repairs)
+    assert main.read_bytes() == (built.app_dir / "main.py").read_bytes()
+    assert repairs == ["files written by the stage task in .flash/.build were changed: restored"]
+    handler = built.paths.build / "handler_worker.py"
+    kept = handler.read_bytes()
+    handler.write_text("tampered = True\n")
+    repairs = []
+    package._ensure_fresh(built, repairs)
+    assert handler.read_bytes() == kept
+    assert repairs == ["files written by the handlers task in .flash/.build were changed: restored"]
+    repairs = []
+    package._ensure_fresh(built, repairs)
+    assert repairs == []
+    sdk = built.paths.build / "runpod_flash" / "__init__.py"
+    kept = sdk.read_bytes()
+    sdk.write_text("tampered = True\n")
+    repairs = []
+    package._ensure_fresh(built, repairs)
+    assert sdk.read_bytes() == kept
+    assert repairs[0] == "the SDK copy in .flash/.build was changed: copied again"
+    repairs = []
+    package._ensure_fresh(built, repairs)
+    assert repairs == []
