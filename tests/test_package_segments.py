@@ -115,9 +115,10 @@ def test_dist_files_are_the_record_plus_unlisted_dist_info_files(tmp_path: Path)
         build,
         "pkg",
         files,
-        record_extra=[("../../bin/tool", digest_of(b"t"), "1"), ("pkg/gone.py", digest_of(b"g"), "1")],
+        record_extra=[("../outside.txt", digest_of(b"t"), "1"), ("pkg/gone.py", digest_of(b"g"), "1")],
         unlisted={"pkg-1.0.dist-info/INSTALLER": b"uv\n", "pkg/unlisted.py": b"u"},
     )
+    (tmp_path / "outside.txt").write_bytes(b"t")  # a script installed next to the build folder: never ships
     got = package._dist_files(build, dist)
     metadata = (build / "pkg-1.0.dist-info/METADATA").read_bytes()
     assert got == [
@@ -146,6 +147,20 @@ def test_damaged_record_is_refused_and_names_the_distribution(tmp_path: Path) ->
     assert isinstance(info.value, BuildError)
 
 
+def test_missing_record_of_a_distribution_without_files_is_damage(tmp_path: Path) -> None:
+    build = tmp_path / "build"
+    dist_info = build / "empty-1.0.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "RECORD").write_text("empty-1.0.dist-info/RECORD,,\n")
+    rows = read_record(dist_info / "RECORD")
+    dist = {"name": "empty", "dist_info": dist_info.name, "content_hash": content_hash(build, dist_info.name, rows)}
+    assert package._dist_files(build, dist) == [("empty-1.0.dist-info/RECORD", None)]
+    package._DIST_FILES.clear()
+    (dist_info / "RECORD").unlink()
+    with pytest.raises(package.DamagedDistribution):
+        package._dist_files(build, dist)
+
+
 @pytest.mark.parametrize("damage", ["missing", "not-utf8"])
 def test_unreadable_record_is_a_damaged_distribution(tmp_path: Path, damage: str) -> None:
     build = tmp_path / "build"
@@ -165,10 +180,15 @@ def test_remembered_files_are_per_build_record_and_content_hash(tmp_path: Path) 
     a = install(one, "pkg", {"pkg/__init__.py": b"A", "pkg/extra.py": b"E"})
     b = install(two, "pkg", {"pkg/__init__.py": b"A", "pkg/extra.py": b"E"})
     assert a == b
-    (two / "pkg/extra.py").unlink()  # the same record, but this build lacks a listed file
-    b["content_hash"] = content_hash(two, b["dist_info"], read_record(two / b["dist_info"] / "RECORD"))
+    (two / "pkg-1.0.dist-info" / "INSTALLER").write_text("uv\n")  # not in RECORD: same content hash
     assert [f for f, _ in package._dist_files(one, a)] == ["pkg-1.0.dist-info/METADATA", "pkg-1.0.dist-info/RECORD", "pkg/__init__.py", "pkg/extra.py"]
-    assert [f for f, _ in package._dist_files(two, b)] == ["pkg-1.0.dist-info/METADATA", "pkg-1.0.dist-info/RECORD", "pkg/__init__.py"]
+    assert [f for f, _ in package._dist_files(two, b)] == [
+        "pkg-1.0.dist-info/INSTALLER",
+        "pkg-1.0.dist-info/METADATA",
+        "pkg-1.0.dist-info/RECORD",
+        "pkg/__init__.py",
+        "pkg/extra.py",
+    ]
     # Another distribution's record with this one's digest: it does not vouch for the other's files.
     other = install(one, "other", {"other/__init__.py": b"O"})
     with pytest.raises(package.DamagedDistribution):
@@ -565,7 +585,11 @@ def test_a_changed_staged_source_is_restored_before_archiving(built: BuildConfig
     repairs = []
     package._ensure_fresh(built, repairs)
     assert sdk.read_bytes() == kept
-    assert repairs[0] == "the SDK copy in .flash/.build was changed: copied again"
+    # a new SDK copy replaces the handlers phase's resource-config module too: it is written again
+    assert repairs == [
+        "the SDK copy in .flash/.build was changed: copied again",
+        "files written by the handlers task in .flash/.build were changed: restored",
+    ]
     repairs = []
     package._ensure_fresh(built, repairs)
     assert repairs == []
