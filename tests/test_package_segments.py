@@ -415,15 +415,17 @@ def test_without_deploy_notes_removes_exactly_the_deploy_fields() -> None:
 def test_size_limit_names_the_biggest_packages(config: BuildConfig, monkeypatch: pytest.MonkeyPatch) -> None:
     limit = catalog.MAX_ARTIFACT_MB * 1024 * 1024
     dists = {f"p{i}": {"name": f"p{i}", "version": f"{i}.0", "size": i * 1_000_000} for i in range(1, 13)}
-    monkeypatch.setattr(package, "_distributions", lambda c: dists)
+    dists["huge"] = {"name": "huge", "version": "9", "size": 10**12}
+    monkeypatch.setattr(package, "_distributions", lambda c: dists if c is config else {})
     package.check_size(config, limit)  # at the limit: fine
     with pytest.raises(BuildError) as info:
         package.check_size(config, limit + 1)
     text = info.value.render()
     assert f"the artifact would be {catalog.MAX_ARTIFACT_MB:,} MB, over the {catalog.MAX_ARTIFACT_MB} MB limit" in text
-    listed = [line.strip() for line in text.splitlines() if line.startswith("  p")]
-    assert listed == [f"p{i} {i}.0: {i} MB installed" for i in range(12, 2, -1)]  # the ten biggest, biggest first
-    assert "--exclude" in text and "--no-deps" in text and "previous artifact was left as it was" in text
+    listed = [line.strip() for line in text.splitlines() if line.startswith(("  p", "  huge"))]
+    assert listed == ["huge 9: 1,000,000 MB installed"] + [f"p{i} {i}.0: {i} MB installed" for i in range(12, 3, -1)]  # the ten biggest, biggest first
+    assert "hint: leave large packages out with --exclude a,b (torch" in text
+    assert text.endswith("or install only direct dependencies with --no-deps; the previous artifact was left as it was")
 
 
 def test_size_limit_without_packages(config: BuildConfig, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -460,8 +462,14 @@ def test_valid_segments_keep_what_checks_out_and_delete_the_rest(tmp_path: Path)
     index = package.SegmentIndex(segments={p.name: record(p) for p in (good, changed_)})
     data = bytearray(changed_.read_bytes())
     data[20] ^= 0xFF
-    changed_.write_bytes(bytes(data))
+    mtime_ns = changed_.stat().st_mtime_ns
+    changed_.write_bytes(bytes(data))  # same file, same size: and its mtime put back
+    os.utime(changed_, ns=(mtime_ns, mtime_ns))
     group = package.DistSegments("x-1.0", {}, ["x"], [good, changed_, unknown, absent])
+    # Without verify the stamp is trusted: the change goes unseen (the unknown file is still dropped).
+    unknown_bytes = unknown.read_bytes()
+    assert set(package._valid_segments([group], False, index, [])) == {"good.gz", "changed.gz"}
+    unknown.write_bytes(unknown_bytes)
     repairs: list[str] = []
     valid = package._valid_segments([group], True, index, repairs)
     assert valid == {"good.gz": index.segments["good.gz"]}
