@@ -420,7 +420,7 @@ def test_replace_tail_out_of_space_is_a_build_error(tmp_path: Path, monkeypatch:
         replace_tail(out, 0, [a])
     text = info.value.render()
     assert f"no space left on device while writing {out}" in text
-    assert "free some disk space" in text
+    assert "hint: free some disk space and build again; the previous artifact was left as it was" in text
 
 
 def test_replace_tail_other_errors_propagate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
