@@ -509,3 +509,29 @@ def test_unlistable_folder_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(BuildError) as info:
         archive_entries.walk_entries(root)
     assert info.value.message == f"cannot list {root / 'sub'}: Permission denied"
+
+
+def test_sockets_are_skipped_and_the_walk_goes_on_but_fifos_are_refused(tmp_path: Path) -> None:
+    import socket
+
+    from flash_tasks import archive_entries
+
+    root = tmp_path / "build"
+    (root / "a").mkdir(parents=True)
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(root / "a" / "a.sock"))
+    except OSError:
+        pytest.skip("no unix sockets here")
+    finally:
+        sock.close()
+    (root / "a" / "b.txt").write_text("b")
+    (root / "c.txt").write_text("c")
+    assert [(e.arcname, e.is_dir) for e in archive_entries.walk_entries(root)] == [("a", True), ("a/b.txt", False), ("c.txt", False)]
+    os.mkfifo(root / "a" / "fifo")
+    with pytest.raises(BuildError) as info:
+        archive_entries.walk_entries(root)
+    assert info.value.render() == (
+        f"error: cannot archive special file {root / 'a' / 'fifo'} (not a file, directory or symlink)\n"
+        "  hint: remove it from the build folder"
+    )
