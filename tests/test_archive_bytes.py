@@ -537,3 +537,23 @@ def test_sockets_are_skipped_and_the_walk_goes_on_but_fifos_are_refused(tmp_path
         f"error: cannot archive special file {root / 'a' / 'fifo'} (not a file, directory or symlink)\n"
         "  hint: remove it from the build folder"
     )
+
+
+def test_a_file_that_shrinks_while_archived_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "f.txt"
+    src.write_bytes(b"12345")
+    real = os.fstat
+
+    def fstat_before_truncation(fd: int) -> os.stat_result:
+        st = list(real(fd))
+        st[6] = 10  # st_size: the file was 10 bytes when it was opened
+        return os.stat_result(st)
+
+    monkeypatch.setattr(archive.os, "fstat", fstat_before_truncation)
+    with pytest.raises(BuildError) as info:
+        write_segment([Entry("f.txt", src, False)], tmp_path / "seg.gz")
+    assert info.value.render() == (
+        f"error: {src} shrank while it was being archived\n"
+        "  hint: make sure nothing writes to the build folder during the build"
+    )
+    assert not (tmp_path / "seg.gz").exists()
