@@ -45,7 +45,7 @@ GENERATED_AT = "2026-05-06T07:08:09.000000Z"
 # handler importing the wrong module fails loudly.
 USER_PACKAGE = "hfapp_7c1"
 USER_CODE = {
-    "work.py": '''
+    "work.py": """
         import asyncio
 
 
@@ -82,8 +82,8 @@ USER_CODE = {
         class Solo:
             def run(self, a, b):
                 return {"sum": a + b}
-    ''',
-    "routes.py": '''
+    """,
+    "routes.py": """
         def hello(name: str = "world") -> dict:
             return {"greeting": f"hello {name}"}
 
@@ -98,7 +98,7 @@ USER_CODE = {
 
         def helper() -> dict:
             return {"helper": True}
-    ''',
+    """,
 }
 
 
@@ -186,7 +186,9 @@ CONCURRENCY = [pytest.param({}, id="default"), pytest.param({"max_concurrency": 
 
 @pytest.mark.parametrize("extra", CONCURRENCY)
 @pytest.mark.parametrize("target", ["greet", "agreet"])
-def test_function_handler_passes_the_input_as_keyword_arguments(worker: Worker, extra: dict[str, Any], target: str) -> None:
+def test_function_handler_passes_the_input_as_keyword_arguments(
+    worker: Worker, extra: dict[str, Any], target: str
+) -> None:
     manifest = manifest_of({"svc": queue_resource(fn(target), **extra)})
     handler = worker.load("svc", manifest).handler
     func = getattr(worker.user(), target)
@@ -207,7 +209,9 @@ def test_only_the_first_function_of_a_queue_resource_is_served(worker: Worker, e
 
 
 @pytest.mark.parametrize("extra", CONCURRENCY)
-def test_errors_of_user_code_become_failed_results(worker: Worker, extra: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+def test_errors_of_user_code_become_failed_results(
+    worker: Worker, extra: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
     manifest = manifest_of({"failing-svc": queue_resource(fn("boom"), **extra)})
     module = worker.load("failing-svc", manifest)
     caplog.set_level(logging.ERROR)
@@ -350,7 +354,9 @@ def test_load_balanced_app_serves_every_routed_function(worker: Worker, caplog: 
     assert logged == ["endpoint web-api starting", "endpoint web-api stopping"]
 
 
-@pytest.mark.parametrize(("extra", "execute"), [({}, False), ({"is_live_resource": False}, False), ({"is_live_resource": True}, True)])
+@pytest.mark.parametrize(
+    ("extra", "execute"), [({}, False), ({"is_live_resource": False}, False), ({"is_live_resource": True}, True)]
+)
 def test_execute_route_only_for_live_resources(
     worker: Worker, recorded_lb_calls: list[dict[str, Any]], extra: dict[str, Any], execute: bool
 ) -> None:
@@ -362,7 +368,13 @@ def test_execute_route_only_for_live_resources(
 def test_every_unrouted_function_is_imported_at_boot(worker: Worker) -> None:
     """A broken reference fails when the worker boots, routed or not (as with runpod-flash)."""
     manifest = manifest_of(
-        {"web-api": lb_resource(fn("hello", "routes", http_method="GET", http_path="/hello"), fn("helper", "routes"), fn("nope", "routes"))}
+        {
+            "web-api": lb_resource(
+                fn("hello", "routes", http_method="GET", http_path="/hello"),
+                fn("helper", "routes"),
+                fn("nope", "routes"),
+            )
+        }
     )
     with pytest.raises(AttributeError, match="nope"):
         worker.load("web-api", manifest)
@@ -416,7 +428,11 @@ def test_declared_handler_file_must_match_the_resource_name() -> None:
     manifest = manifest_of({"svc": queue_resource(fn("greet"), handler_file="handler_other.py")})
     with pytest.raises(BuildError) as info:
         render_handlers(manifest)
-    assert "'svc'" in info.value.message and "handler_other.py" in info.value.message and "handler_svc.py" in info.value.message
+    assert (
+        "'svc'" in info.value.message
+        and "handler_other.py" in info.value.message
+        and "handler_svc.py" in info.value.message
+    )
     assert info.value.hint is not None and "flash_manifest.json" in info.value.hint
 
 
@@ -471,7 +487,9 @@ BASE = {
         (_set(("resources", "q-res", "max_concurrency"), None), ["'q-res'", "max_concurrency", "None"]),
     ],
 )
-def test_manifests_that_cannot_boot_a_worker_are_refused(change: Callable[[dict[str, Any]], None], words: list[str]) -> None:
+def test_manifests_that_cannot_boot_a_worker_are_refused(
+    change: Callable[[dict[str, Any]], None], words: list[str]
+) -> None:
     import copy
 
     manifest = manifest_of(copy.deepcopy(BASE))
@@ -482,6 +500,8 @@ def test_manifests_that_cannot_boot_a_worker_are_refused(change: Callable[[dict[
     for word in words:
         assert word in info.value.message, (word, info.value.message)
     assert info.value.hint, info.value.message
+    if "max_concurrency" in words:  # the hint says what to write in the app's code
+        assert "max_concurrency=" in info.value.hint and "Endpoint(" in info.value.hint
 
 
 def test_concurrency_of_one_is_the_default() -> None:
@@ -495,7 +515,7 @@ def test_concurrency_of_one_is_the_default() -> None:
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["api", "my-worker", "gpu_worker_2", "ünï", "a b", "x\x7f", "..."])
+@pytest.mark.parametrize("name", ["api", "my-worker", "gpu_worker_2", "XL-Model", "ünï", "a b", "x\x7f", "..."])
 def test_usable_resource_names_are_kept_verbatim(name: str) -> None:
     assert handler_file_name(name) == f"handler_{name}.py"
 
@@ -509,15 +529,18 @@ def test_resource_names_that_cannot_be_file_names_are_refused(name: str) -> None
 
 
 def test_generated_code_must_parse_on_the_oldest_worker_python(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Python 3.10 workers cannot import 3.12 syntax such as a ``type`` statement."""
-    monkeypatch.setattr(handlers, "_QUEUE_MAIN_SERIAL", handlers._QUEUE_MAIN_SERIAL + "\ntype Alias = int\n")
+    """Python 3.10 workers cannot import newer syntax such as ``except*`` (3.11), though this interpreter can."""
+    late = "try:\n    pass\nexcept* ValueError:\n    pass\n"
+    compile(late, "<3.11 syntax>", "exec")  # fine here: only the worker's oldest Python refuses it
+    monkeypatch.setattr(handlers, "_QUEUE_MAIN_SERIAL", handlers._QUEUE_MAIN_SERIAL + "\n" + late)
     manifest = manifest_of({"q-res": queue_resource(fn("greet"))})
     with pytest.raises(BuildError) as info:
         render_handlers(manifest)
     text = render_queue_handler("q-res", queue_resource(fn("greet")), GENERATED_AT)
-    line = text.splitlines().index("type Alias = int") + 1
-    assert info.value.path == "handler_q-res.py" and info.value.line == line and info.value.col is not None
-    assert f"line {line}" in info.value.message and "handler_q-res.py" in info.value.message
+    last = len(text.splitlines())  # the appended block ends the file
+    block = range(last - late.count("\n") + 1, last + 1)
+    assert info.value.path == "handler_q-res.py" and info.value.line in block and info.value.col is not None
+    assert f"line {info.value.line}" in info.value.message and "handler_q-res.py" in info.value.message
     assert info.value.hint is not None and "flash_manifest.json" in info.value.hint
 
 
@@ -526,3 +549,22 @@ def test_lb_handler_text_is_a_pure_function_of_its_inputs() -> None:
     first = render_lb_handler("web-api", resource, GENERATED_AT)
     assert first == render_lb_handler("web-api", resource, GENERATED_AT)
     assert "web-api" in first and GENERATED_AT in first
+
+
+@pytest.mark.parametrize(
+    "rel", ["../x.py", "/x.py", "a/../../x.py", "sub/../../x.py", "..", "", ".", "a\\..\\..\\x.py", "a\\b.py"]
+)
+def test_generated_files_are_never_written_outside_the_build_dir(tmp_path: Path, rel: str) -> None:
+    build = tmp_path / "deep" / "build"
+    with pytest.raises(BuildError) as info:
+        write_generated({"handler_ok.py": "x = 1\n", rel: "x = 2\n"}, build)
+    assert repr(rel) in info.value.message
+    assert info.value.hint is not None and "flash_manifest.json" in info.value.hint
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert written in ([], ["deep/build/handler_ok.py"])
+
+
+def test_generated_files_may_live_in_subfolders(tmp_path: Path) -> None:
+    write_generated({"a/b/c.py": "x = 1\n", "a/./d.py": "y = 2\n"}, tmp_path)
+    assert (tmp_path / "a" / "b" / "c.py").read_bytes() == b"x = 1\n"
+    assert (tmp_path / "a" / "d.py").read_bytes() == b"y = 2\n"
