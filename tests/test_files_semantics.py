@@ -45,8 +45,10 @@ SCENARIOS: dict[str, Scenario] = {
             "spc /x.py",
             "plain/x.py",
             "cache/y.py",
+            " ",
+            "sub/ ",
         ],
-        {"": b"trim.py   \nesc.py\\ \nesc2.py\\  \nbs\\\\ \nspc /\ncache/ \n"},
+        {"": b"trim.py   \nesc.py\\ \nesc2.py\\  \nbs\\\\ \nspc /\ncache/ \n\\ \n"},
     ),
     "comments-and-escapes": (
         ["#hash.py", "!bang.py", "normal.py", "x.py", "b.py", "dangling", "range.py", "ab.py", "c.py"],

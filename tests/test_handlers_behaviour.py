@@ -577,3 +577,11 @@ def test_a_manifest_without_generated_at_renders_as_with_an_empty_one() -> None:
     empty["generated_at"] = ""
     assert render_handlers(manifest) == render_handlers(empty)
     assert render_handlers(manifest) != render_handlers(manifest_of(copy.deepcopy(BASE)))
+
+
+def test_a_resource_without_is_load_balanced_is_queue_based(worker: Worker) -> None:
+    resource = queue_resource(fn("greet"))
+    del resource["is_load_balanced"]
+    module = worker.load("svc", manifest_of({"svc": resource}))
+    assert call(module.handler, {"name": "q"}) == expected(worker.user().greet, name="q")
+    assert not hasattr(module, "app")
