@@ -243,6 +243,8 @@ def test_main_block_hands_the_handler_and_concurrency_to_runpod(
     assert len(started) == 1 and started[0]["handler"] is namespace["handler"]
     if concurrency is None:
         assert sorted(started[0]) == ["handler"]
+        # One job at a time: a plain function, as for max_concurrency 1 in runpod-flash.
+        assert not inspect.iscoroutinefunction(namespace["handler"])
     else:
         assert sorted(started[0]) == ["concurrency_modifier", "handler"]
         assert started[0]["concurrency_modifier"](1) == concurrency
