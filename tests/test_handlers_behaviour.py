@@ -285,6 +285,8 @@ def test_a_single_method_class_takes_the_input_directly(worker: Worker, extra: d
     func = fn("Solo", is_class=True, class_methods=["run"])
     handler = worker.load("solo", manifest_of({"solo": queue_resource(func, **extra)})).handler
     assert call(handler, {"a": 2, "b": 3}) == expected(worker.user().Solo().run, a=2, b=3)
+    # A coroutine handler only when runpod may run several jobs at once.
+    assert inspect.iscoroutinefunction(handler) == (extra.get("max_concurrency", 1) > 1)
 
 
 def test_class_without_method_list_has_nothing_to_call(worker: Worker) -> None:
