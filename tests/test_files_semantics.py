@@ -379,3 +379,31 @@ def test_app_folder_that_is_not_a_folder(tmp_path: Path, kind: str) -> None:
         scan_app_tree(target)
     assert str(target) in info.value.message and info.value.path == str(target)
     assert info.value.hint is not None and "app folder" in info.value.hint
+
+
+@needs_git
+def test_a_gitignore_that_is_a_symbolic_link_is_not_read(tmp_path: Path) -> None:
+    """Git refuses to follow an in-tree .gitignore that is a link; so does the walk."""
+    scenario: Scenario = (["a.py", "sub/x.py", "sub/y.py", "sub/rules.txt"], {})
+    app = build_app(tmp_path / "app", scenario)
+    (app / "sub" / "rules.txt").write_bytes(b"x.py\n")
+    (app / "sub" / ".gitignore").symlink_to("rules.txt")
+    repo = tmp_path / "repo"
+    shutil.copytree(app, repo, symlinks=True)
+    (repo / ".gitignore").write_text("".join(f"{line}\n" for line in BUILTIN_IGNORES), encoding="utf-8")
+    _git(repo, "init", "-q", ".")
+    listed = _git(repo, "ls-files", "--others", "--exclude-standard", "-z").split(b"\0")
+    want = sorted(p.decode("utf-8") for p in listed if p and not p.endswith(b".gitignore"))
+    assert "sub/x.py" in want
+    found = scan_app_tree(app)
+    assert found.files == want
+    assert found.ignore_files == []
+
+
+def test_a_folder_beside_the_app_with_a_similar_name_is_outside(tmp_path: Path) -> None:
+    """An app in "app " (trailing space) does not contain "app/": a link there is not followed."""
+    app = build_app(tmp_path / "app ", (["a.py"], {}))
+    sibling = build_app(tmp_path / "app", (["b.py"], {}))
+    os.close(os.open(os.fsencode(sibling) + b"/\xff.py", os.O_CREAT | os.O_WRONLY, 0o644))
+    (app / "peek").symlink_to("../app", target_is_directory=True)
+    assert list_app_files(app) == ["a.py"]
