@@ -8,12 +8,14 @@ equal. Refused expressions must name the offending part of the line by its colum
 
 from __future__ import annotations
 
+import json
 import textwrap
 import tracemalloc
 from typing import Any
 
 import pytest
 
+from flash_tasks import evaluator_values
 from flash_tasks.errors import BuildError
 from flash_tasks.manifest import BuildOptions, build_manifest
 from flash_tasks.scan import scan_source
@@ -126,7 +128,8 @@ EQUIVALENT: list[tuple[str, str]] = [
     ("'{}-{}'.format(N, S), '{1}{0}{1}'.format('a', 'b'), '{x}{y}'.format(x=1, y='2'), '{{}}{}'.format(1)", S),
     ("'{:>6}|{:.2f}|{!r}|{:{}}|{:>{w}}|'.format('a', 3.14159, 'q', 'b', 3, 'c', w=4)", ""),
     ("'{0:{1}}|{0!s:>{1}}'.format('z', 5), '{}'.format(True), ''.format(), 'plain'.format(1)", ""),
-    ("'{:>{w}}|{x:{w}}'.format('c', w=4, x='y'), '{!r}{!s}{!a}'.format('q', 1, 'é'), '{:{:d}}'.format('a', 5)", ""),
+    ("'{:>{w}}|{x:{w}}'.format('c', w=4, x='y'), '{!r}{!s}{!a}'.format('q', 1, 'é')", ""),
+    ("'{:{:d}}'.format('a', 5), '{:{}}{}'.format('a', 3, 'b')", ""),
     ("int('ff', base=16), int('11', 2), int(' 7 ')", ""),
     # comprehensions
     ("[x * 2 for x in L if x != 2], [c for c in S if c.isupper()], [k for k in D], [x for x in L if x if x > 1]", S),
@@ -278,11 +281,18 @@ REFUSED: list[tuple[str, str, str, str]] = [
     ("math.pi", "import math\n", "math", "module 'math' comes from outside the app"),
     ("pi", "from math import pi\n", "pi", "'math.pi' comes from outside the app"),
     ("helpers.nothing", "import helpers\n", "helpers.nothing", "'nothing' is not a module-level constant of 'helpers'"),
+    ("(lambda: 1)", "", "lambda: 1", "cannot evaluate lambda expressions at build time"),
     ("runpod_flash.Secret", "import runpod_flash\n", "runpod_flash.Secret", "runpod_flash.Secret cannot be used in endpoint arguments"),
 ]
 
 
 HINTS = {
+    "(lambda: 1)": evaluator_values.WHAT_WORKS,
+    "Q": evaluator_values.WHAT_WORKS,
+    "runpod_flash.Secret": evaluator_values.WHAT_WORKS,
+    "math.pi": evaluator_values.WHAT_WORKS,
+    "pi": evaluator_values.WHAT_WORKS,
+    "helpers.nothing": evaluator_values.WHAT_WORKS,
     "[1 for x in 5]": "loop over a list, tuple, dict or string",
     "os.environ['NOPE_UNSET']": "set NOPE_UNSET before building, or use os.environ.get('NOPE_UNSET', 'default')",
 }
@@ -449,6 +459,10 @@ LIMITS: list[tuple[str, str | None]] = [
     ("(2 ** 128) ** 31 * 2 ** 127 * 2 > 0", "number is too large (more than 4096 bits)"),
     ("(2 ** 128) ** 31 * 2 ** 127 * 2 // 4 > 0", "number is too large (more than 4096 bits)"),
     ("len(K.replace('k', 'r' * 2000, 0))", None),
+    ("len(str([K] * 990))", None),
+    ("len(str([K] * 1000))", f"string would be too large ({len(str(['k' * 1000] * 1000)):,} > 1,000,000) characters"),
+    ("len(list(K * 100))", None),
+    ("len(list(K * 101))", "collection would be too large (101,000 > 100,000) items"),
     ("H.startswith((H, H))", None),
     ("len((H + H).join(['x']))", None),
     ("len((K + '{}{}').format('k', H))", None),
@@ -690,3 +704,23 @@ def test_unknown_enum_members_get_the_closest_names_as_a_hint(expr: str, near: s
 def test_a_namespace_package_module_is_imported_by_its_parent_name() -> None:
     files = {"ns/consts.py": "X = 'from-ns'\n"}
     assert ours("ns.consts.X", "import ns.consts\n", files=files) == str(["from-ns"])
+
+
+X_MB = "X = 'x' * 1000000\nU = '\\N{GRINNING FACE}' * 1000000\nB = (2 ** 125) ** 32\n"
+
+
+@pytest.mark.parametrize(
+    "expr",
+    ["[X] * 7", "[X] * 8", "{'a': X, 'b': [X] * 6}", "{'a': X, 'b': [X] * 7}", "[U]", "[U, U]", "[B] * 5000", "[B] * 7000",
+     "[[X] * 4] * 2"],
+)
+def test_one_value_may_take_8_mb_as_json(expr: str) -> None:
+    """The size of a value is counted like its JSON text: over 8,000,000 bytes it is refused."""
+    namespace: dict[str, Any] = {}
+    exec(X_MB, namespace)
+    as_json = len(json.dumps(eval(expr, namespace), ensure_ascii=False).encode())
+    if as_json <= 8_000_000:
+        assert ours(f"len({expr})", X_MB) == python(f"len({expr})", X_MB)
+    else:
+        err = refusal(f"len({expr})", X_MB)
+        assert err.message.startswith("value is too large (over 8,000,000 bytes)"), err.message
