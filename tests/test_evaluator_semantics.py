@@ -724,3 +724,13 @@ def test_one_value_may_take_8_mb_as_json(expr: str) -> None:
     else:
         err = refusal(f"len({expr})", X_MB)
         assert err.message.startswith("value is too large (over 8,000,000 bytes)"), err.message
+
+
+def test_a_constant_nested_to_the_parsers_limit_is_refused_where_it_is_written() -> None:
+    """200 brackets parse as a module line; re-read as an expression they are one level too deep."""
+    value = "[" * 200 + "]" * 200
+    prelude = f"X = {value}\n"
+    err = refusal("X", prelude)
+    assert err.message == f"expression is nested too deeply to evaluate (`{value[:77]}...`)"
+    assert (err.path, err.line, err.col) == ("app.py", 3, len("X = ") + 1)
+    assert err.hint is not None and "at most 100 levels" in err.hint
