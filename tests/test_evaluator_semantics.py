@@ -734,3 +734,14 @@ def test_a_constant_nested_to_the_parsers_limit_is_refused_where_it_is_written()
     assert err.message == f"expression is nested too deeply to evaluate (`{value[:77]}...`)"
     assert (err.path, err.line, err.col) == ("app.py", 3, len("X = ") + 1)
     assert err.hint is not None and "at most 100 levels" in err.hint
+
+
+@pytest.mark.parametrize(
+    ("width", "shown"),
+    [("1000001", "1000001"), ("123456789012", "123456789012"), ("1234567890123", "123456789012..."),
+     ("12345678901234", "123456789012...")],
+)
+def test_a_huge_format_width_is_named_in_the_message(width: str, shown: str) -> None:
+    """The width is quoted, its first 12 digits only when it is longer."""
+    err = refusal(f"f'{{1:>{width}}}'")
+    assert err.message.startswith(f"bad format: width or precision {shown} is larger than 1,000,000 ("), err.message
