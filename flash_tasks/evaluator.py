@@ -90,7 +90,7 @@ class Evaluator:
     scans_by_module: Mapping[str, dict[str, Any]]
     environ: Mapping[str, str]
     env_used: dict[str, str | None] = field(default_factory=dict)
-    _active: set[tuple[str, str]] = field(default_factory=set)
+    _active: set[tuple[str, str, int]] = field(default_factory=set)
     _cache: dict[tuple[str, str, int], Any] = field(default_factory=dict)
     #: Nesting of expressions and constant references being evaluated right now.
     depth: int = 0
@@ -157,13 +157,14 @@ class Evaluator:
         key = (module, name, before_line or 0)
         if key in self._cache:
             return self._cache[key]
-        if (module, name) in self._active:
+        # Keyed by line too: ``A = A + 1`` reads the earlier ``A``, which is no cycle.
+        if key in self._active:
             raise EvalError(f"{name!r} is defined in terms of itself", node)
-        self._active.add((module, name))
+        self._active.add(key)
         try:
             value = self._lookup(scan, module, name, before_line, node)
         finally:
-            self._active.discard((module, name))
+            self._active.discard(key)
         self._cache[key] = value
         return value
 

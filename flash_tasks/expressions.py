@@ -551,24 +551,31 @@ class Frame:
         if size is not None and size > MAX_STR:
             raise EvalError(too_large("string", size, MAX_STR) + " characters", node)
 
-    def str_format(self, template: str, args: list[Any], kwargs: dict[str, Any], node: ast.AST, depth: int = 0) -> str:
-        """``template.format(...)`` with simple fields only, every width checked first."""
+    def str_format(
+        self, template: str, args: list[Any], kwargs: dict[str, Any], node: ast.AST, numbering: list[int] | None = None
+    ) -> str:
+        """``template.format(...)`` with simple fields only, every width checked first.
+
+        Fields in a nested spec (``{:{}}``) number on from the outer ones, as in Python.
+        """
         parts: list[str] = []
         length = 0
-        auto = 0
+        nested = numbering is not None
+        #: The next automatic field number; -1 once fields are numbered by hand.
+        auto = numbering if numbering is not None else [0]
         for literal, field_name, spec, conversion in string.Formatter().parse(template):
             parts.append(literal)
             length += len(literal)
             if field_name is not None:
                 if field_name == "":
-                    if auto < 0:
-                        raise ValueError("cannot switch from manual field numbering to automatic field numbering")
-                    key: int | str = auto
-                    auto += 1
+                    if auto[0] < 0:
+                        raise ValueError("cannot switch from manual field specification to automatic field numbering")
+                    key: int | str = auto[0]
+                    auto[0] += 1
                 elif field_name.isdigit():
-                    if auto > 0:
+                    if auto[0] > 0:
                         raise ValueError("cannot switch from automatic field numbering to manual field specification")
-                    auto = -1
+                    auto[0] = -1
                     key = int(field_name)
                 elif field_name.isidentifier():
                     key = field_name
@@ -583,9 +590,9 @@ class Frame:
                 else:
                     raise ValueError(f"no argument named {key!r}")
                 if spec and "{" in spec:
-                    if depth:
+                    if nested:
                         raise ValueError("format specs nest too deeply")
-                    spec = self.str_format(spec, args, kwargs, node, depth + 1)
+                    spec = self.str_format(spec, args, kwargs, node, auto)
                 part = self.format_value(value, conversion, spec or "", node)
                 parts.append(part)
                 length += len(part)
