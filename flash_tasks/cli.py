@@ -468,15 +468,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FlashError as exc:
         return _report(exc, out, err, json_mode=json_mode, color=color, verbose=verbose)
     except KeyboardInterrupt:
-        if json_mode:
-            from .commands.results import dump, error_result
-
-            error = {"kind": "interrupted", "code": EXIT_INTERRUPTED, "message": "interrupted"}
-            out.write(dump(error_result(error)) + "\n")
-        else:
-            err.write("interrupted; the previous artifact was left as it was\n")
-        return EXIT_INTERRUPTED
+        return _interrupted(out, err, json_mode)
     except Exception as exc:
+        if _caused_by_interrupt(exc):
+            return _interrupted(out, err, json_mode)
         if json_mode:  # a bug: still answer in JSON, and keep the traceback on stderr
             from .commands.results import dump, error_result
 
@@ -491,6 +486,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return deploy(arguments, find_target())
     return forward(arguments)
+
+
+def _interrupted(out: IO[str], err: IO[str], json_mode: bool) -> int:
+    if json_mode:
+        from .commands.results import dump, error_result
+
+        error = {"kind": "interrupted", "code": EXIT_INTERRUPTED, "message": "interrupted"}
+        out.write(dump(error_result(error)) + "\n")
+    else:
+        err.write("interrupted; the previous artifact was left as it was\n")
+    return EXIT_INTERRUPTED
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """A Ctrl-C that landed while a class was being built (a module importing) reaches us wrapped,
+    e.g. as "RuntimeError: Error calling __set_name__": it is still an interrupt, not a bug."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _report(exc: FlashError, out: IO[str], err: IO[str], *, json_mode: bool, color: str, verbose: bool) -> int:

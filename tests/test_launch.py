@@ -56,3 +56,18 @@ def test_an_unraisable_ctrl_c_during_start_up_exits_130_without_a_traceback() ->
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 130, result.stderr
     assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+
+
+def test_an_interrupt_wrapped_by_a_class_being_built_exits_130(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C inside ``__set_name__`` while a module imports arrives as a RuntimeError caused by it."""
+    from flash_tasks import cli
+
+    def interrupted_import(*args: object, **kwargs: object) -> int:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling __set_name__ on 'Field' instance") from exc
+
+    monkeypatch.setitem(cli.COMMANDS, "build", interrupted_import)
+    assert cli.main(["build"]) == cli.EXIT_INTERRUPTED
+    assert "interrupted" in capsys.readouterr().err
