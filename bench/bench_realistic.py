@@ -180,6 +180,7 @@ def main() -> int:
         report = json.loads(
             (ours_app / ".flash" / ".state" / "install-report.json").read_text()
         )
+        report = report.get("data", report)  # a state file: its content under "data"
         evidence.append(
             {
                 "added": report.get("added"),
