@@ -292,12 +292,15 @@ def _write_entry(member: _GzipMember, entry: Entry, mtime: int) -> int:
 
 
 @contextmanager
-def _atomic_output(out: Path) -> Iterator[BinaryIO]:
-    """A buffered file that becomes ``out`` only once fully written and synced.
+def _atomic_output(out: Path, *, durable: bool = True) -> Iterator[BinaryIO]:
+    """A buffered file that becomes ``out`` only once fully written (and, if ``durable``, synced).
 
     Data goes to ``.<name>.tmp-<pid>-<thread>`` beside ``out``; on any failure
     the temp file is removed and ``out`` is left as it was. Running out of
-    disk space becomes a ``BuildError``; other OS errors propagate.
+    disk space becomes a ``BuildError``; other OS errors propagate. Segments
+    are not synced: they are caches checked against their records before use,
+    and syncing one makes the file system write out everything the build wrote
+    before it (the installed dependencies), which is most of a cold build's wait.
     """
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{threading.get_native_id()}")
@@ -306,7 +309,8 @@ def _atomic_output(out: Path) -> Iterator[BinaryIO]:
         with open(tmp, "wb", buffering=CHUNK) as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, out)
         done = True
     except OSError as exc:
@@ -319,7 +323,8 @@ def _atomic_output(out: Path) -> Iterator[BinaryIO]:
     finally:
         if not done:
             tmp.unlink(missing_ok=True)
-    _fsync_dir(out.parent)
+    if durable:
+        _fsync_dir(out.parent)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -382,7 +387,7 @@ def write_segment(
     items: Iterable[Entry] = entries
     if include_root:
         items = [ROOT, *entries]
-    with _atomic_output(out) as f:
+    with _atomic_output(out, durable=False) as f:
         hashing = _HashingWriter(f)
         compressed, raw, count = _write_entries(hashing, items, mtime)  # type: ignore[arg-type]
     return SegmentInfo(out, compressed, raw, count, hashing.digest.hexdigest())

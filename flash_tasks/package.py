@@ -26,14 +26,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from .config import BuildConfig
+
+if TYPE_CHECKING:
+    from .cache.installs import InstallRecord
 from .errors import BuildError
 from .stage import remove_path, write_bytes_atomic
 from .store import (
@@ -205,6 +209,17 @@ def spare_record_path(config: BuildConfig) -> Path:
     return config.paths.state / "spare.json"
 
 
+def segment_paths(config: BuildConfig, dist: dict[str, Any], own_tops: list[str], mtime: int | None = None) -> list[Path]:
+    """Where a distribution's cached segments holding ``own_tops`` live; the names carry their content key."""
+    from .archive import COMPRESSOR, archive_mtime
+
+    name = f"{dist['name']}-{dist['version']}"
+    material = repr((SEGMENT_FORMAT, COMPRESSOR, archive_mtime() if mtime is None else mtime, name, dist.get("content_hash"), own_tops, CHUNK_BYTES))
+    key = hashlib.sha256(material.encode()).hexdigest()[:20]
+    count = max(1, -(-int(dist.get("size", 0)) // CHUNK_BYTES))
+    return [config.paths.segments / f"{name}-{key}.{i + 1}of{count}.gz" for i in range(count)]
+
+
 def plan_segments(config: BuildConfig) -> tuple[list[str], list[DistSegments]]:
     """The fresh segment's files, and each distribution's cached segments.
 
@@ -215,7 +230,7 @@ def plan_segments(config: BuildConfig) -> tuple[list[str], list[DistSegments]]:
     shared with the app or other distributions (``bin/``, namespace packages)
     go to the fresh segment.
     """
-    from .archive import COMPRESSOR, archive_mtime
+    from .archive import archive_mtime
 
     build = config.paths.build
     fresh = _fresh_files(config)
@@ -234,12 +249,8 @@ def plan_segments(config: BuildConfig) -> tuple[list[str], list[DistSegments]]:
             fresh.extend(f for f, _ in _dist_files(build, dist) if _keep(f) and f.split("/", 1)[0] not in own_tops)
         if not own_tops:
             continue
-        name = f"{dist['name']}-{dist['version']}"
-        material = repr((SEGMENT_FORMAT, COMPRESSOR, mtime, name, dist.get("content_hash"), own_tops, CHUNK_BYTES))
-        key = hashlib.sha256(material.encode()).hexdigest()[:20]
-        count = max(1, -(-int(dist.get("size", 0)) // CHUNK_BYTES))
-        seg_paths = [config.paths.segments / f"{name}-{key}.{i + 1}of{count}.gz" for i in range(count)]
-        cached.append(DistSegments(name, dist, own_tops, seg_paths))
+        seg_paths = segment_paths(config, dist, own_tops, mtime)
+        cached.append(DistSegments(f"{dist['name']}-{dist['version']}", dist, own_tops, seg_paths))
     cached.sort(key=lambda d: d.name)
     return sorted(set(fresh)), cached
 
@@ -408,12 +419,36 @@ def _build_archive(config: BuildConfig, repairs: list[str]) -> None:
     for old in paths.segments.glob("*.gz"):
         if old.name not in keep:
             remove_path(old)
-    # -- shared caches: keep what this build compressed for other apps and machines (the artifact is out)
-    if missing:
+    # -- shared caches: keep what this build compressed or fetched for other apps and machines (the artifact is out)
+    caches = sys.modules.get("flash_tasks.cache")
+    if missing or (caches is not None and caches.active()):
         from .cache import store_segments
 
-        store_segments(config, [(g.paths, [index.segments[p.name].blob for p in g.paths]) for g in cached], {i.path.name for i in infos[1:]})
+        groups = [(g.paths, [index.segments[p.name].blob for p in g.paths], _install_of(build, g)) for g in cached]
+        store_segments(config, groups, {i.path.name for i in infos[1:]})
     # -- end shared caches
+
+
+def _install_of(build: Path, group: DistSegments) -> Callable[[], InstallRecord | None]:
+    """The install record of a distribution whose segments hold nearly all of it (see ``cache.installs``), made when asked."""
+
+    def make() -> InstallRecord | None:
+        from .cache.installs import install_record
+
+        try:
+            files = [f for f, _ in _dist_files(build, group.dist)]
+        except DamagedDistribution:
+            return None
+        return install_record(build, group.dist, group.own_tops, files)
+
+    return make
+
+
+def adopt_segments(config: BuildConfig, records: dict[str, BlobRecord]) -> None:
+    """Enter segments put in place by another step (installs from the caches) into the segment index."""
+    index = load(SegmentIndex, segment_index_path(config)) or SegmentIndex()
+    merged = {**index.segments, **records}
+    save(segment_index_path(config), SegmentIndex(segments=dict(sorted(merged.items()))))
 
 
 def publish(

@@ -412,6 +412,9 @@ def run_tasks(
                 # (Code 3 means doit itself failed, possibly while saving: stay careful.)
                 running.unlink(missing_ok=True)
         finally:
+            caches = sys.modules.get("flash_tasks.cache")
+            if caches is not None:
+                caches.end_build()  # the next build (--watch) starts its own cache session
             try:
                 _save_task_configs(config, log.configs, log.tasks)
             except FlashError:  # only --explain's wording suffers; never hide the build's own outcome

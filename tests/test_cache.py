@@ -10,6 +10,7 @@ the same name, with every cache turned off.
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 import socket
@@ -47,7 +48,9 @@ def cache_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_wheel(folder, "runpod-flash", "1.21.0", files={"runpod_flash/__init__.py": "__version__ = '1.21.0'\n"})
     for n, name in enumerate(DEPS):
         bulk = "".join(f"{name.upper()}_{i} = {i * (7919 + n) % 10007}\n" for i in range(3000))
-        make_wheel(folder, name, "1.0", files={f"{name}/__init__.py": "", f"{name}/bulk.py": bulk})
+        # Two of them install a script into bin/, which they share (so it ships in the fresh segment).
+        scripts = {f"{name}-tool": f"{name}:main"} if name != "alpha" else None
+        make_wheel(folder, name, "1.0", files={f"{name}/__init__.py": "def main() -> None:\n    pass\n", f"{name}/bulk.py": bulk}, console_scripts=scripts)
     return folder
 
 
@@ -113,6 +116,10 @@ class Builds:
         got = (app / ".flash" / "artifact.tar.gz").read_bytes()
         gzip.decompress(got)
         assert got == self.clean_bytes(app), "the artifact differs from a build without caches"
+
+    def last_clean(self, app: Path) -> Path:
+        """The folder of the last clean build of ``app`` (``clean_bytes``)."""
+        return self.tmp / f"clean-{self.count}" / app.name
 
 
 @pytest.fixture()
@@ -373,8 +380,11 @@ def fresh_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, n: int) -> No
 def populate(builds: Builds, server: DavServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fresh_machine(monkeypatch, tmp_path, 1)
     builds.ok(make_app(tmp_path / "first-machine"), "--remote-cache", server.url)
-    assert len(server.objects("cas")) == len(DEPS)
-    assert len(server.objects("ac")) == len(DEPS)
+    # One segment per dependency, and the two scripts in bin/ (install records name them).
+    assert len(server.objects("cas")) == len(DEPS) + 2
+    # A segment record and an install record per dependency.
+    kinds = sorted(json.loads(p.read_bytes())["kind"] for p in server.objects("ac"))
+    assert kinds == ["install"] * len(DEPS) + ["segment"] * len(DEPS)
 
 
 def test_fresh_machine_gets_segments_from_the_remote(dav: Callable[..., DavServer], builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -399,7 +409,13 @@ def test_only_dependency_segments_are_uploaded(dav: Callable[..., DavServer], bu
     populate(builds, server, tmp_path, monkeypatch)
     app_files = {"main.py", "requirements.txt", "flash_manifest.json"}
     shipped: set[str] = set()
+    build = tmp_path / "first-machine" / "app" / ".flash" / ".build"
+    scripts = {(build / "bin" / f"{name}-tool").read_bytes() for name in DEPS if name != "alpha"}
     for blob in server.objects("cas"):
+        if not blob.read_bytes().startswith(b"\x1f\x8b"):
+            # Not a segment: one of the dependencies' scripts, which an install record names.
+            assert blob.read_bytes() in scripts, blob
+            continue
         with tarfile.open(fileobj=__import__("io").BytesIO(gzip.decompress(blob.read_bytes()) + b"\0" * 1024)) as tar:
             names = [m.name.removeprefix("./") for m in tar]
         assert names, blob
@@ -419,7 +435,7 @@ def test_read_only_remote_is_never_written(dav: Callable[..., DavServer], builds
 def test_corrupted_remote_object_is_ignored_and_rebuilt(dav: Callable[..., DavServer], builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     server = dav()
     populate(builds, server, tmp_path, monkeypatch)
-    victim = server.objects("cas")[0]
+    victim = next(p for p in server.objects("cas") if p.read_bytes().startswith(b"\x1f\x8b"))  # a segment
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0x55
     victim.write_bytes(bytes(data))
@@ -438,18 +454,26 @@ def test_corrupted_remote_object_is_ignored_and_rebuilt(dav: Callable[..., DavSe
 
 
 def time_restores(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Seconds spent in each ``restore_segments`` call (where remote lookups wait)."""
-    waited: list[float] = []
-    real = cache.restore_segments
+    """Seconds spent asking the caches in one build (where remote lookups wait), summed:
+    installs from cached segments (the install step) and segments (the archive step)."""
+    from flash_tasks.cache import installs
 
-    def timed(*args: Any) -> Any:
-        started = time.monotonic()
-        try:
-            return real(*args)
-        finally:
-            waited.append(time.monotonic() - started)
+    waited = [0.0]
 
-    monkeypatch.setattr(cache, "restore_segments", timed)
+    def timing(module: Any, name: str) -> None:
+        real = getattr(module, name)
+
+        def timed(*args: Any) -> Any:
+            started = time.monotonic()
+            try:
+                return real(*args)
+            finally:
+                waited[0] += time.monotonic() - started
+
+        monkeypatch.setattr(module, name, timed)
+
+    timing(cache, "restore_segments")
+    timing(installs, "restore_installs")
     return waited
 
 
@@ -578,4 +602,113 @@ def test_concurrent_builds_share_one_cache(builds: Builds, tmp_path: Path, cache
     third = make_app(tmp_path / "third")
     builds.ok(third)
     assert compressions.dependency_segments() == 0
+    builds.assert_clean(third)
+
+
+# -- installs from cached segments (no wheel installed, nothing compressed) ----------------------
+
+
+def tree(root: Path) -> dict[str, tuple[str, int, bytes]]:
+    """Every entry under ``root``: its kind, permission bits and, for files, bytes."""
+    out: dict[str, tuple[str, int, bytes]] = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        kind = "dir" if path.is_dir() and not path.is_symlink() else "link" if path.is_symlink() else "file"
+        out[path.relative_to(root).as_posix()] = (kind, info.st_mode & 0o777, path.read_bytes() if kind == "file" else b"")
+    return out
+
+
+class UvInstalls:
+    """Counts the distributions handed to uv for installing (the SDK is fetched elsewhere)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from flash_tasks.deps import installer
+
+        self.names: list[str] = []
+        real = installer._install_entries
+
+        def counting(entries: Any, *args: Any) -> Any:
+            self.names.extend(e.name for e in entries)
+            return real(entries, *args)
+
+        monkeypatch.setattr(installer, "_install_entries", counting)
+
+
+def test_second_app_installs_from_the_local_cache_without_uv(builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    builds.ok(make_app(tmp_path / "one"))
+    uv = UvInstalls(monkeypatch)
+    compressions = Compressions(monkeypatch)
+    app = make_app(tmp_path / "two")
+    err = builds.ok(app, "--color", "never")
+    assert uv.names == [] and compressions.dependency_segments() == 0
+    assert cache.last_stats().installs_restored == len(DEPS)
+    assert not warnings_in(err), err
+    builds.assert_clean(app)
+    # .flash/.build is what uv would have installed: same files, bytes and modes (the scripts in bin/ too).
+    built = tree(app / ".flash" / ".build")
+    assert built == tree(builds.last_clean(app) / ".flash" / ".build")
+    assert {"bin/beta-tool", "bin/gamma-tool"} <= set(built)
+    # A rebuild trusts what was restored: nothing runs again, the artifact stays.
+    before = (app / ".flash" / "artifact.tar.gz").read_bytes()
+    builds.ok(app, "--verify")
+    assert (app / ".flash" / "artifact.tar.gz").read_bytes() == before
+
+
+def test_fresh_machine_installs_from_the_remote(dav: Callable[..., DavServer], builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = dav()
+    populate(builds, server, tmp_path, monkeypatch)
+    fresh_machine(monkeypatch, tmp_path, 2)
+    uv = UvInstalls(monkeypatch)
+    compressions = Compressions(monkeypatch)
+    app = make_app(tmp_path / "second-machine")
+    err = builds.ok(app, "--remote-cache", server.url, "--color", "never")
+    assert uv.names == [] and compressions.dependency_segments() == 0
+    stats = cache.last_stats()
+    assert stats.installs_restored == len(DEPS) and stats.remote_hits == len(DEPS)
+    assert not warnings_in(err), err
+    builds.assert_clean(app)
+    assert tree(app / ".flash" / ".build") == tree(builds.last_clean(app) / ".flash" / ".build")
+    # The records came along into this machine's local cache: a third app needs no remote.
+    server.stop()
+    uv.names.clear()
+    third = make_app(tmp_path / "third")
+    builds.ok(third, "--color", "never")
+    assert uv.names == [] and cache.last_stats().installs_restored == len(DEPS)
+    builds.assert_clean(third)
+
+
+def _tamper_segment(local: LocalCache, name: str) -> None:
+    """Change one byte of a file inside ``name``'s cached segment and re-record it: the cache's own
+    digests agree with the damage, only the distribution's RECORD can tell."""
+    import hashlib
+
+    record = next(r for r in segment_records(local.root) if r.name.startswith(f"{name}-"))
+    blob = record.blobs[0]
+    raw = bytearray(gzip.decompress(local.blob_path(blob.sha256).read_bytes()))
+    at = raw.index(f"{name.upper()}_5 = ".encode()) + len(f"{name.upper()}_5 = ")
+    raw[at] = ord("9") if raw[at] != ord("9") else ord("8")
+    data = gzip.compress(bytes(raw), mtime=0)
+    new = Blob(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    local.blob_path(new.sha256).parent.mkdir(parents=True, exist_ok=True)
+    local.blob_path(new.sha256).write_bytes(data)
+    key = next(p for p in sorted((local.root / "v1" / "ac").glob("*/*")) if f'"name":"{record.name}"' in p.read_text())
+    key.write_text(ActionRecord(kind="segment", name=record.name, blobs=[new]).model_dump_json())
+
+
+def test_a_segment_that_disagrees_with_its_record_is_not_used(builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    builds.ok(make_app(tmp_path / "one"))
+    local = LocalCache(Path(os.environ["FLASH_TASKS_CACHE_DIR"]), 1 << 30)
+    _tamper_segment(local, "alpha")
+    uv = UvInstalls(monkeypatch)
+    app = make_app(tmp_path / "two")
+    err = builds.ok(app, "--color", "never")
+    found = warnings_in(err)
+    assert len(found) == 1 and "alpha 1.0" in found[0], err
+    assert uv.names == ["alpha"]
+    builds.assert_clean(app)
+    # The damaged records left the cache; the segment compressed instead took their place.
+    uv.names.clear()
+    third = make_app(tmp_path / "three")
+    assert not warnings_in(builds.ok(third, "--color", "never"))
+    assert uv.names == []
     builds.assert_clean(third)

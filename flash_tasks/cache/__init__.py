@@ -34,6 +34,7 @@ import re
 import shutil
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ from .local import ActionRecord, LocalCache, temporary_name
 
 if TYPE_CHECKING:
     from ..config import BuildConfig
+    from .installs import InstallRecord
     from .remote import RemoteCache, RemoteError
 
 # The remote module (http.client: ~40 ms of imports) is loaded only when a remote cache is set.
@@ -54,7 +56,9 @@ if TYPE_CHECKING:
 __all__ = [
     "CacheSettings",
     "CacheStats",
+    "active",
     "configure",
+    "end_build",
     "finish",
     "last_stats",
     "restore_segments",
@@ -160,6 +164,8 @@ class CacheStats:
     misses: int = 0
     stored: int = 0
     uploaded: int = 0
+    #: Distributions installed by extracting their cached segments (``cache.installs``).
+    installs_restored: int = 0
     #: Segment file names restored, per source.
     restored: dict[str, str] = field(default_factory=dict)
 
@@ -182,6 +188,13 @@ class _Session:
         self.downloaded: list[tuple[str, list[Path], list[Blob]]] = []
         #: Blobs the remote holds with other bytes than their name says: replaced when uploading.
         self.bad_remote: set[str] = set()
+        #: Install records found on the remote (JSON), kept in the local cache with their segments.
+        self.fetched_installs: dict[str, bytes] = {}
+        #: Distributions whose cached segments did not extract as recorded (one warning says them all).
+        self.unusable_installs: list[str] = []
+        #: Segment files whose cached bytes were found wrong in this build: never restored again by it.
+        self.bad_segments: set[str] = set()
+        self.closed = False
 
     def local_failed(self, exc: OSError) -> None:
         with self.lock:
@@ -204,10 +217,24 @@ _LAST_STATS = CacheStats()
 
 
 def _session() -> _Session:
+    """The session of the running build, started by its first use of a cache.
+
+    ``end_build`` closes it; the next build's first use starts a new one after
+    the earlier build's uploads are done (its unsaid warnings carry over).
+    """
     global _SESSION
-    if _SESSION is None:
+    if _SESSION is None or _SESSION.closed:
+        finish(None)
+        earlier = take_warnings()
         _SESSION = _Session(settings())
+        _SESSION.warnings.extend(earlier)
     return _SESSION
+
+
+def end_build() -> None:
+    """The build that used the caches is over: the next one starts a new session."""
+    if _SESSION is not None:
+        _SESSION.closed = True
 
 
 def segment_key(paths: list[Path]) -> str:
@@ -233,6 +260,10 @@ def _parse_action(data: bytes, paths: list[Path]) -> ActionRecord | None:
 def _restore_group(session: _Session, paths: list[Path]) -> dict[str, BlobRecord]:
     """One distribution's segments from a cache (all of them or none), with their fresh records."""
     key = segment_key(paths)
+    if any(p.name in session.bad_segments for p in paths):
+        with session.lock:
+            session.stats.misses += 1
+        return {}
     local = session.local
     if local is not None:
         try:
@@ -272,6 +303,7 @@ def _download(session: _Session, remote: RemoteCache, blob: Blob, path: Path) ->
     if outcome == "bad":
         with session.lock:
             session.bad_remote.add(blob.sha256)
+            session.bad_segments.add(path.name)  # not fetched again by this build's archive step
             session.warnings.append("remote cache: an object did not match its digest; it was ignored, rebuilt and sent again")
     return outcome == "ok"
 
@@ -292,12 +324,8 @@ def restore_segments(config: BuildConfig, groups: list[list[Path]]) -> dict[str,
     Called by the archive step before it compresses anything. A group (one
     distribution's chunks) is restored whole or not at all.
     """
-    global _SESSION
-    finish(None)  # a previous build's uploads in this process are done before a new build starts
-    earlier = take_warnings()  # e.g. from the SDK step of this build
-    _SESSION = _Session(settings())
-    session = _SESSION
-    session.warnings.extend(earlier)
+    session = _session()
+    session.warnings.extend(take_early())  # e.g. from the SDK step of this build
     if not groups or (session.local is None and session.remote is None):
         return {}
     restored: dict[str, BlobRecord] = {}
@@ -311,34 +339,52 @@ def restore_segments(config: BuildConfig, groups: list[list[Path]]) -> dict[str,
     return restored
 
 
-def store_segments(config: BuildConfig, groups: list[tuple[list[Path], list[Blob]]], compressed: set[str]) -> None:
+#: A distribution's install record for the caches (``cache.installs``), made on demand; None: it has none.
+InstallOf = Callable[[], "InstallRecord | None"]
+
+
+def active() -> bool:
+    """Whether the running build has used a cache (then the archive step keeps what it fetched)."""
+    return _SESSION is not None and not _SESSION.closed
+
+
+def store_segments(config: BuildConfig, groups: list[tuple[list[Path], list[Blob], InstallOf]], compressed: set[str]) -> None:
     """Keep this build's segments in the caches; called after the artifact is published.
 
-    ``groups`` are every distribution's segment paths with their blobs;
+    ``groups`` are every distribution's segment paths with their blobs, and its
+    install record if its segments hold the whole distribution;
     ``compressed`` names the segment files this build compressed. Those go to
     the local cache and the remote; the other groups go to the local cache only
     if it lacks them (so an app built before the cache existed fills it at its
-    next dependency change). Only called when some segment was missing: an edit
+    next dependency change). Only called when a cache was used: an edit
     rebuild never loads this module.
     """
     global _UPLOADER, _LAST_STATS
     session = _session()
-    uploads: list[tuple[str, list[Path], list[Blob]]] = []
+    uploads: list[tuple[str, list[Path], list[Blob], InstallRecord | None]] = []
     remote_hit = {key for key, _, _ in session.downloaded}
-    for paths, blobs in groups:
+    for paths, blobs, install_of in groups:
         key = segment_key(paths)
         fresh = any(p.name in compressed for p in paths)
+        install: InstallRecord | None = None
         local = session.local
         if local is not None:
             try:
                 wanted = fresh or key in remote_hit or not local.action_path(key).is_file()
+                kept = local.action_path(key).is_file()
                 if wanted and all(local.put_blob(path, blob) for path, blob in zip(paths, blobs, strict=False)):
                     local.put_action(key, ActionRecord(kind=SEGMENT_KIND, name=paths[0].name, blobs=blobs))
                     session.stats.stored += 1
+                    kept = True
+                if kept:
+                    install = install_of()
+                    missing_record = install is not None and not local.action_path(install.key).is_file()
+                    if install is not None and missing_record and all(local.put_blob(path, blob) for path, blob in install.extra):
+                        local.put_bytes(install.key, session.fetched_installs.get(install.key, install.data))
             except OSError as exc:
                 session.local_failed(exc)
         if fresh:
-            uploads.append((key, paths, blobs))
+            uploads.append((key, paths, blobs, install or install_of()))
     if session.stats.stored and session.local is not None:
         try:
             session.local.prune()
@@ -350,11 +396,11 @@ def store_segments(config: BuildConfig, groups: list[tuple[list[Path], list[Blob
         _UPLOADER.start()
 
 
-def _upload(session: _Session, uploads: list[tuple[str, list[Path], list[Blob]]]) -> None:
-    """Send blobs first, then the action record that names them (a reader never sees a dangling record)."""
+def _upload(session: _Session, uploads: list[tuple[str, list[Path], list[Blob], InstallRecord | None]]) -> None:
+    """Send blobs first, then the action records that name them (a reader never sees a dangling record)."""
     from .remote import RemoteError
 
-    for key, paths, blobs in uploads:
+    for key, paths, blobs, install in uploads:
         remote = session.remote
         if remote is None:
             return
@@ -362,6 +408,10 @@ def _upload(session: _Session, uploads: list[tuple[str, list[Path], list[Blob]]]
             sent = [remote.upload_file(path, blob, replace=blob.sha256 in session.bad_remote) for path, blob in zip(paths, blobs, strict=False)]
             record = ActionRecord(kind=SEGMENT_KIND, name=paths[0].name, blobs=blobs).model_dump_json().encode()
             remote.put(f"ac/{key}", record, len(record))
+            if install is not None:
+                for path, blob in install.extra:
+                    remote.upload_file(path, blob, replace=blob.sha256 in session.bad_remote)
+                remote.put(f"ac/{install.key}", install.data, len(install.data))
             with session.lock:
                 session.stats.uploaded += sum(sent)
         except RemoteError as exc:
@@ -372,6 +422,13 @@ def _upload(session: _Session, uploads: list[tuple[str, list[Path], list[Blob]]]
 
 #: Warnings from before the archive step's session (the SDK step).
 _EARLY: list[str] = []
+
+
+def take_early() -> list[str]:
+    """The warnings said before the build's session started (the SDK step's)."""
+    out = list(_EARLY)
+    _EARLY.clear()
+    return out
 
 
 def take_warnings() -> list[str]:

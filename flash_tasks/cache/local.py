@@ -175,11 +175,15 @@ class LocalCache:
         return True
 
     def put_action(self, key: str, record: ActionRecord) -> None:
+        self.put_bytes(key, record.model_dump_json().encode("utf-8"))
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Store a small record that is not an ``ActionRecord`` (an install record) under ``key``."""
         target = self.action_path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._tmp()
         try:
-            tmp.write_text(record.model_dump_json(), encoding="utf-8")
+            tmp.write_bytes(data)
             os.replace(tmp, target)
         except BaseException:
             tmp.unlink(missing_ok=True)

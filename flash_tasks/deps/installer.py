@@ -6,7 +6,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -42,6 +42,8 @@ class InstalledDistribution(_Model):
     #: Asked for directly (requirements.txt or an endpoint's dependencies): only these carry
     #: a ``REQUESTED`` marker, as pip writes them.
     requested: bool = False
+    #: The key its install record has in the shared caches ("" when it has none: no wheel hashes).
+    install_key: str = ""
 
 
 class InstallState(_Model):
@@ -300,6 +302,7 @@ def install(
     state_path: Path,
     verify: bool = False,
     requested: frozenset[str] | None = None,
+    restore: Callable[[Sequence[LockEntry]], dict[str, InstalledDistribution]] | None = None,
 ) -> InstallResult:
     """Make the distributions in ``build_dir`` exactly those of ``lock_path``.
 
@@ -308,7 +311,9 @@ def install(
     the lock, or whose pin, wheel hashes or target changed, are removed file by
     file from their RECORD; only missing ones are installed, offline from uv's
     cache first. Files in ``build_dir`` that belong to no distribution (the
-    app's own code, the bundled SDK) are left alone.
+    app's own code, the bundled SDK) are left alone. ``restore`` may install
+    some of the missing ones first (from the shared caches' segments); uv
+    installs the rest.
     """
     build_dir = build_dir.resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -345,10 +350,15 @@ def install(
     to_add = [entry for name, entry in sorted(lock.entries.items()) if name not in kept]
     used_network = False
     installed: dict[str, InstalledDistribution] = {}
+    if to_add and restore is not None:
+        installed.update(restore(to_add))
+        to_add = [entry for entry in to_add if entry.name not in installed]
     if to_add:
+        from ..cache.installs import install_key
+
         run, used_network = _install_entries(to_add, build_dir, settings)
         if run.returncode != 0:
-            _save_state(state_path, settings, kept)
+            _save_state(state_path, settings, {**kept, **installed})
             raise _dependency_error(run, settings, (), "installing dependencies")
         needs = _missing_excluded(run.stderr, settings.excluded())
         after = _scan_dist_infos(build_dir)
@@ -361,7 +371,8 @@ def install(
             asked = requested is None or entry.name in requested
             _mark_requested(new_info, asked)
             described = _describe(build_dir, new_info, entry, needs.get(entry.name, ()))
-            installed[entry.name] = described.model_copy(update={"requested": asked})
+            key = install_key(entry, settings, asked) or ""
+            installed[entry.name] = described.model_copy(update={"requested": asked, "install_key": key})
 
     state = _save_state(state_path, settings, {**kept, **installed}, lock_sha256=file_sha256(lock_path))
     return InstallResult(

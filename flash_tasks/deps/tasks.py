@@ -133,13 +133,17 @@ def install_action(config: BuildConfig, groups: list[str]) -> None:
     config.paths.build.mkdir(parents=True, exist_ok=True)
     # Only what the app asked for directly gets a REQUESTED marker, as pip writes them.
     requested = frozenset(spec.name for group in specs for spec in group.requirements)
+    from ..cache.installs import restore_installs
+
+    build = config.paths.build
     result = install(
         lay.combined,
-        config.paths.build,
+        build,
         plan.settings,
         state_path=config.paths.install_json,
         verify=config.verify,
         requested=requested,
+        restore=lambda entries: restore_installs(config, build.resolve(), entries, plan.settings, requested),
     )
     from ..store import StageState, read_state
 
