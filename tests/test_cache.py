@@ -712,3 +712,24 @@ def test_a_segment_that_disagrees_with_its_record_is_not_used(builds: Builds, tm
     assert not warnings_in(builds.ok(third, "--color", "never"))
     assert uv.names == []
     builds.assert_clean(third)
+
+
+def test_a_remote_without_install_records_gets_them(dav: Callable[..., DavServer], builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = dav()
+    populate(builds, server, tmp_path, monkeypatch)
+    # As a remote filled before install records existed: segments only.
+    for path in server.objects("ac"):
+        if json.loads(path.read_bytes())["kind"] == "install":
+            path.unlink()
+    fresh_machine(monkeypatch, tmp_path, 2)
+    uv = UvInstalls(monkeypatch)
+    builds.ok(make_app(tmp_path / "second-machine"), "--remote-cache", server.url)
+    assert sorted(uv.names) == sorted(DEPS) and cache.last_stats().remote_hits == len(DEPS)
+    kinds = sorted(json.loads(p.read_bytes())["kind"] for p in server.objects("ac"))
+    assert kinds == ["install"] * len(DEPS) + ["segment"] * len(DEPS)
+    fresh_machine(monkeypatch, tmp_path, 3)
+    uv.names.clear()
+    app = make_app(tmp_path / "third-machine")
+    builds.ok(app, "--remote-cache", server.url)
+    assert uv.names == [] and cache.last_stats().installs_restored == len(DEPS)
+    builds.assert_clean(app)

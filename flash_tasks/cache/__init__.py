@@ -194,6 +194,8 @@ class _Session:
         self.unusable_installs: list[str] = []
         #: Segment files whose cached bytes were found wrong in this build: never restored again by it.
         self.bad_segments: set[str] = set()
+        #: Install records this build asked the remote for and did not get (sent once the artifact is out).
+        self.remote_install_misses: set[str] = set()
         self.closed = False
 
     def local_failed(self, exc: OSError) -> None:
@@ -385,6 +387,11 @@ def store_segments(config: BuildConfig, groups: list[tuple[list[Path], list[Blob
                 session.local_failed(exc)
         if fresh:
             uploads.append((key, paths, blobs, install or install_of()))
+        elif session.remote_install_misses:
+            # The remote holds the segments (an older build put them there) but not the install record.
+            install = install or install_of()
+            if install is not None and install.key in session.remote_install_misses:
+                uploads.append((key, [], [], install))
     if session.stats.stored and session.local is not None:
         try:
             session.local.prune()
@@ -406,8 +413,9 @@ def _upload(session: _Session, uploads: list[tuple[str, list[Path], list[Blob], 
             return
         try:
             sent = [remote.upload_file(path, blob, replace=blob.sha256 in session.bad_remote) for path, blob in zip(paths, blobs, strict=False)]
-            record = ActionRecord(kind=SEGMENT_KIND, name=paths[0].name, blobs=blobs).model_dump_json().encode()
-            remote.put(f"ac/{key}", record, len(record))
+            if paths:
+                record = ActionRecord(kind=SEGMENT_KIND, name=paths[0].name, blobs=blobs).model_dump_json().encode()
+                remote.put(f"ac/{key}", record, len(record))
             if install is not None:
                 for path, blob in install.extra:
                     remote.upload_file(path, blob, replace=blob.sha256 in session.bad_remote)

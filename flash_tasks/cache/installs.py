@@ -162,6 +162,8 @@ def _lookup(key: str) -> InstallAction | None:
             session.remote_failed(exc)
             return None
         if data is None:
+            with session.lock:
+                session.remote_install_misses.add(key)
             return None
         try:
             found = InstallAction.model_validate_json(data)
