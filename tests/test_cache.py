@@ -380,11 +380,11 @@ def fresh_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, n: int) -> No
 def populate(builds: Builds, server: DavServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fresh_machine(monkeypatch, tmp_path, 1)
     builds.ok(make_app(tmp_path / "first-machine"), "--remote-cache", server.url)
-    # One segment per dependency, and the two scripts in bin/ (install records name them).
-    assert len(server.objects("cas")) == len(DEPS) + 2
-    # A segment record and an install record per dependency.
+    # One segment per dependency, the two scripts in bin/ (install records name them) and the SDK's package.
+    assert len(server.objects("cas")) == len(DEPS) + 3
+    # A segment record and an install record per dependency, and the SDK's.
     kinds = sorted(json.loads(p.read_bytes())["kind"] for p in server.objects("ac"))
-    assert kinds == ["install"] * len(DEPS) + ["segment"] * len(DEPS)
+    assert kinds == ["install"] * len(DEPS) + ["sdk"] + ["segment"] * len(DEPS)
 
 
 def test_fresh_machine_gets_segments_from_the_remote(dav: Callable[..., DavServer], builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -411,10 +411,17 @@ def test_only_dependency_segments_are_uploaded(dav: Callable[..., DavServer], bu
     shipped: set[str] = set()
     build = tmp_path / "first-machine" / "app" / ".flash" / ".build"
     scripts = {(build / "bin" / f"{name}-tool").read_bytes() for name in DEPS if name != "alpha"}
+    sdk_files = {p.relative_to(build).as_posix() for p in (build / "runpod_flash").rglob("*") if p.is_file()}
     for blob in server.objects("cas"):
-        if not blob.read_bytes().startswith(b"\x1f\x8b"):
+        data = blob.read_bytes()
+        if data[257:262] == b"ustar":
+            # The SDK's package (from its public wheel), as one tar: nothing of the app.
+            with tarfile.open(fileobj=__import__("io").BytesIO(data)) as tar:
+                assert {m.name for m in tar} <= sdk_files
+            continue
+        if not data.startswith(b"\x1f\x8b"):
             # Not a segment: one of the dependencies' scripts, which an install record names.
-            assert blob.read_bytes() in scripts, blob
+            assert data in scripts, blob
             continue
         with tarfile.open(fileobj=__import__("io").BytesIO(gzip.decompress(blob.read_bytes()) + b"\0" * 1024)) as tar:
             names = [m.name.removeprefix("./") for m in tar]
@@ -660,11 +667,17 @@ def test_fresh_machine_installs_from_the_remote(dav: Callable[..., DavServer], b
     fresh_machine(monkeypatch, tmp_path, 2)
     uv = UvInstalls(monkeypatch)
     compressions = Compressions(monkeypatch)
+    from flash_tasks.deps import sdk
+
+    fetched_sdk: list[Path] = []
+    real_fetch = sdk.bundle_runpod_flash
+    monkeypatch.setattr(sdk, "bundle_runpod_flash", lambda target, *a, **k: (fetched_sdk.append(target), real_fetch(target, *a, **k))[1])
     app = make_app(tmp_path / "second-machine")
     err = builds.ok(app, "--remote-cache", server.url, "--color", "never")
     assert uv.names == [] and compressions.dependency_segments() == 0
     stats = cache.last_stats()
     assert stats.installs_restored == len(DEPS) and stats.remote_hits == len(DEPS)
+    assert stats.trees_from_remote == 1 and fetched_sdk == []
     assert not warnings_in(err), err
     builds.assert_clean(app)
     assert tree(app / ".flash" / ".build") == tree(builds.last_clean(app) / ".flash" / ".build")
@@ -726,7 +739,7 @@ def test_a_remote_without_install_records_gets_them(dav: Callable[..., DavServer
     builds.ok(make_app(tmp_path / "second-machine"), "--remote-cache", server.url)
     assert sorted(uv.names) == sorted(DEPS) and cache.last_stats().remote_hits == len(DEPS)
     kinds = sorted(json.loads(p.read_bytes())["kind"] for p in server.objects("ac"))
-    assert kinds == ["install"] * len(DEPS) + ["segment"] * len(DEPS)
+    assert kinds == ["install"] * len(DEPS) + ["sdk"] + ["segment"] * len(DEPS)
     fresh_machine(monkeypatch, tmp_path, 3)
     uv.names.clear()
     app = make_app(tmp_path / "third-machine")

@@ -43,7 +43,7 @@ from typing import IO, TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import UsageError
-from ..store import Blob, BlobRecord, Record, Stamp, load
+from ..store import Blob, BlobRecord, Record, Stamp, hash_file, load
 from .local import ActionRecord, LocalCache, temporary_name
 
 if TYPE_CHECKING:
@@ -166,6 +166,8 @@ class CacheStats:
     uploaded: int = 0
     #: Distributions installed by extracting their cached segments (``cache.installs``).
     installs_restored: int = 0
+    #: Trees (the SDK's package) fetched from the remote as one archive.
+    trees_from_remote: int = 0
     #: Segment file names restored, per source.
     restored: dict[str, str] = field(default_factory=dict)
 
@@ -194,8 +196,10 @@ class _Session:
         self.unusable_installs: list[str] = []
         #: Segment files whose cached bytes were found wrong in this build: never restored again by it.
         self.bad_segments: set[str] = set()
-        #: Install records this build asked the remote for and did not get (sent once the artifact is out).
-        self.remote_install_misses: set[str] = set()
+        #: Install records and trees this build asked the remote for and did not get (sent once the artifact is out).
+        self.remote_misses: set[str] = set()
+        #: Trees the remote lacked, to send as one archive each once the artifact is out.
+        self.tree_uploads: list[tuple[str, str, Path, dict[str, TreeFile]]] = []
         self.closed = False
 
     def local_failed(self, exc: OSError) -> None:
@@ -387,10 +391,10 @@ def store_segments(config: BuildConfig, groups: list[tuple[list[Path], list[Blob
                 session.local_failed(exc)
         if fresh:
             uploads.append((key, paths, blobs, install or install_of()))
-        elif session.remote_install_misses:
+        elif session.remote_misses:
             # The remote holds the segments (an older build put them there) but not the install record.
             install = install or install_of()
-            if install is not None and install.key in session.remote_install_misses:
+            if install is not None and install.key in session.remote_misses:
                 uploads.append((key, [], [], install))
     if session.stats.stored and session.local is not None:
         try:
@@ -398,7 +402,7 @@ def store_segments(config: BuildConfig, groups: list[tuple[list[Path], list[Blob
         except OSError as exc:
             session.local_failed(exc)
     _LAST_STATS = session.stats
-    if uploads and session.remote is not None and not session.settings.read_only:
+    if (uploads or session.tree_uploads) and session.remote is not None and not session.settings.read_only:
         _UPLOADER = threading.Thread(target=_upload, args=(session, uploads), name="flash-cache-upload", daemon=False)
         _UPLOADER.start()
 
@@ -426,6 +430,8 @@ def _upload(session: _Session, uploads: list[tuple[str, list[Path], list[Blob], 
             session.remote_failed(exc)
         except OSError as exc:  # the segment was replaced or removed by a later build: nothing to send
             session.warnings.append(f"a segment could not be uploaded: {exc.strerror or exc}")
+    for key, kind, root, files in session.tree_uploads:
+        _upload_tree(session, key, kind, root, files)
 
 
 #: Warnings from before the archive step's session (the SDK step).
@@ -546,6 +552,121 @@ def store_tree(kind: str, material: str, root: Path, files: dict[str, BlobRecord
         os.replace(tmp, target)
     except OSError as exc:
         _early_warning(local, exc)
+
+
+class TreeArchive(Record):
+    """A tree on the remote: one blob (a tar of its files) and every file's digest and mode."""
+
+    kind: str
+    blob: Blob
+    files: dict[str, TreeFile]
+
+
+def _archive_key(kind: str, material: str) -> str:
+    return _tree_key(f"{kind}-archive", material)
+
+
+def restore_tree_remote(kind: str, material: str, target: Path) -> bool:
+    """Make ``target`` (absent) the tree the remote holds for ``material``, as one download; all or nothing.
+
+    A remote that lacks it is sent it once the artifact is out (``queue_tree``).
+    """
+    import tarfile
+
+    from .remote import RemoteError
+
+    session = _session()
+    remote = session.remote
+    if remote is None:
+        return False
+    key = _archive_key(kind, material)
+    staging = target.parent / f".{target.name}-remote.tmp-{os.getpid()}-{threading.get_native_id()}"
+    download = staging.with_name(staging.name + "-tar")
+    try:
+        data = remote.get_small(f"ac/{key}")
+        if data is None:
+            with session.lock:
+                session.remote_misses.add(key)
+            return False
+        record = TreeArchive.model_validate_json(data)
+        if record.kind != kind or not record.files or not all(map(_safe_relative, record.files)):
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not _download(session, remote, record.blob, download):
+            return False
+        shutil.rmtree(staging, ignore_errors=True)
+        with tarfile.open(download, "r:") as tar:
+            members = [m for m in tar.getmembers() if m.isreg()]
+            if sorted(m.name for m in members) != sorted(record.files):
+                return False
+            for member in members:
+                dest = staging / member.name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                reader = tar.extractfile(member)
+                if reader is None:
+                    return False
+                dest.write_bytes(reader.read())
+                entry = record.files[member.name]
+                os.chmod(dest, entry.mode & 0o777)
+                if hash_file(dest) != entry.blob:
+                    return False
+        os.rename(staging, target)
+        with session.lock:
+            session.stats.trees_from_remote += 1
+        return True
+    except RemoteError as exc:
+        session.remote_failed(exc)
+        return False
+    except (OSError, ValueError, tarfile.TarError):  # ValueError: pydantic's, for a record that is not one
+        return False
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        download.unlink(missing_ok=True)
+
+
+def queue_tree(kind: str, material: str, root: Path, files: dict[str, BlobRecord]) -> None:
+    """Send the tree at ``root`` to the remote once the artifact is out, if the remote asked lacked it."""
+    session = _session()
+    key = _archive_key(kind, material)
+    if session.remote is None or session.settings.read_only or key not in session.remote_misses:
+        return
+    entries = {rel: TreeFile(blob=r.blob, mode=r.stamp.mode) for rel, r in files.items()}
+    with session.lock:
+        session.tree_uploads.append((key, kind, root, entries))
+
+
+def _upload_tree(session: _Session, key: str, kind: str, root: Path, files: dict[str, TreeFile]) -> None:
+    """One tar of the tree (its files as recorded, else nothing is sent), then its record."""
+    import io
+    import tarfile
+
+    from .remote import RemoteError
+
+    remote = session.remote
+    if remote is None:
+        return
+    buffer = io.BytesIO()
+    try:
+        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for rel in sorted(files):
+                data = (root / rel).read_bytes()
+                if hashlib.sha256(data).hexdigest() != files[rel].blob.sha256:
+                    return  # changed since it was recorded: send nothing
+                info = tarfile.TarInfo(rel)
+                info.size = len(data)
+                info.mode = files[rel].mode & 0o777
+                tar.addfile(info, io.BytesIO(data))
+    except OSError:
+        return
+    body = buffer.getvalue()
+    blob = Blob(sha256=hashlib.sha256(body).hexdigest(), size=len(body))
+    record = TreeArchive(kind=kind, blob=blob, files=files).model_dump_json().encode()
+    try:
+        if not remote.has(f"cas/{blob.sha256}"):
+            remote.put(f"cas/{blob.sha256}", body, len(body))
+        remote.put(f"ac/{key}", record, len(record))
+    except RemoteError as exc:
+        session.remote_failed(exc)
 
 
 def _local_now() -> LocalCache | None:

@@ -163,7 +163,7 @@ def _lookup(key: str) -> InstallAction | None:
             return None
         if data is None:
             with session.lock:
-                session.remote_install_misses.add(key)
+                session.remote_misses.add(key)
             return None
         try:
             found = InstallAction.model_validate_json(data)

@@ -90,16 +90,19 @@ def bundle_sdk(config: BuildConfig, settings: Any) -> None:
     if not cached or not tree_intact(cache, cached, verify=config.verify) or sorted(cached.files) != _package_files(cache):
         remove_path(cache)
         # -- shared cache (flash_tasks.cache): the same SDK, already fetched for another app
-        from ..cache import restore_tree, store_tree
+        from ..cache import queue_tree, restore_tree, restore_tree_remote, store_tree
 
         material = repr((config.runpod_flash_version, settings.index.model_dump(mode="json")))
         restored = restore_tree("sdk", material, cache)
-        if not restored:
+        from_remote = not restored and restore_tree_remote("sdk", material, cache)
+        if not restored and not from_remote:
             bundle_runpod_flash(cache, settings, version=config.runpod_flash_version)
         cached = record_tree(cache, _package_files(cache))
         save(cache_record, cached)
         if not restored:
             store_tree("sdk", material, cache, cached.files)
+        if not restored and not from_remote:
+            queue_tree("sdk", material, cache, cached.files)  # a remote that lacked it gets it
         # -- end shared cache
     from ..handlers import RESOURCE_CONFIG_PATH
 
