@@ -19,9 +19,10 @@ cache folder, ``~/.cache/flash-tasks`` on Linux), ``FLASH_TASKS_CACHE_MAX``
 ``--remote-cache URL``), ``FLASH_TASKS_REMOTE_CACHE_TOKEN`` (a bearer token) and
 ``FLASH_TASKS_REMOTE_CACHE_READ_ONLY=1`` (or ``--remote-cache-read-only``).
 
-Only dependency segments, derived from public packages, ever go to the remote:
-never the app's sources, handlers or manifest (they live in the fresh segment,
-which no cache sees). A cache that fails (unwritable folder, full disk, a dead,
+Only what derives from public packages ever goes to the remote (dependency
+segments, install records with the scripts they name, see ``cache.installs``,
+and the SDK's package as one archive): never the app's sources, handlers or
+manifest (they live in the fresh segment, which no cache sees). A cache that fails (unwritable folder, full disk, a dead,
 slow or refusing server) costs one warning and a local build, never the build.
 """
 
