@@ -126,11 +126,16 @@ def install_record(build: Path, dist: dict[str, object], own_tops: Sequence[str]
     extra: dict[str, TreeFile] = {}
     blobs: list[tuple[Path, Blob]] = []
     for rel in files:
+        path = build / rel
+        try:
+            info = os.lstat(path)
+        except OSError:
+            return None  # gone since it was listed: the next build that stores tries again
+        if not stat.S_ISREG(info.st_mode):
+            return None  # extraction makes regular files only
         if rel.split("/", 1)[0] in own:
             continue
-        path = build / rel
-        info = os.lstat(path)
-        blob = hash_file(path) if stat.S_ISREG(info.st_mode) else None
+        blob = hash_file(path)
         if blob is None or len(extra) >= MAX_EXTRA:
             return None
         extra[rel] = TreeFile(blob=blob, mode=info.st_mode & 0o777)
