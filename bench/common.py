@@ -4,10 +4,12 @@
   virtual environment under ``$FLASH_BENCH_DIR`` (default ``/tmp/flash-bench``), created
   with ``python -m venv`` + ``pip install`` on first use and reused afterwards.
 * ``ours_cmd()``: this checkout's ``flash build``, as ``<this interpreter> -m flash_tasks``.
-* ``run()``: one command, with wall time and peak resident memory. Peak RSS comes from
-  ``os.wait4`` on the child (like ``/usr/bin/time -f %M``: the largest single process in
-  the child's tree); with ``sample_tree=True`` a sampler also sums the RSS of the whole
-  process tree every 20 ms (catches uv/pip subprocesses running beside the parent).
+* ``run()``: one command, with wall time and peak resident memory. The command runs under
+  a small launcher (``_LAUNCHER``) that times it and reads its ``wait4`` rusage: peak RSS
+  is the largest single process in the command's tree, like ``/usr/bin/time -f %M``, and
+  not the bench's own peak (which a child spawned straight from the bench inherits); with
+  ``sample_tree=True`` a sampler also sums the RSS of the whole process tree every 20 ms
+  (catches uv/pip subprocesses running beside the parent).
 * app generators (``write_realistic_app``, ``write_many_files_app``, ``write_dep_app``),
   the synthetic wheel factory (``build_blob_wheel``) and ``stats()`` (median/min/max).
 
@@ -248,10 +250,11 @@ def _rss_kb(pid: int) -> int:
 def _tree_sampler(
     root: int, stop: threading.Event, out: list[int], interval: float = 0.02
 ) -> None:
+    """Peak of the summed RSS of ``root``'s descendants (``root``, the launcher, not counted)."""
     peak = 0
     while not stop.is_set():
         kids = _children_map()
-        todo, total = [root], 0
+        todo, total = list(kids.get(root, ())), 0
         while todo:
             pid = todo.pop()
             total += _rss_kb(pid)
@@ -259,6 +262,29 @@ def _tree_sampler(
         peak = max(peak, total)
         stop.wait(interval)
     out.append(peak)
+
+
+#: Runs argv[2:] and writes "wall maxrss_kb exit_code" to the file descriptor argv[1].
+#: ``ru_maxrss`` of a process includes the high-water RSS of the process it was forked
+#: from (Linux keeps the larger of the old and new address space's peaks across exec),
+#: so a command spawned straight from the bench would report at least the bench's own
+#: peak. This launcher starts small (``python -S``, ~10 MB) and its child's figure is
+#: the command's own: the largest single process of its tree, as ``/usr/bin/time -f %M``.
+_LAUNCHER = """
+import os, sys, time
+fd, argv = int(sys.argv[1]), sys.argv[2:]
+started = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as exc:
+        os.write(2, f"cannot run {argv[0]}: {exc}\\n".encode())
+    os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - started
+os.write(fd, f"{wall!r} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}".encode())
+"""
 
 
 def run(
@@ -276,16 +302,21 @@ def run(
     out_path = BENCH_DIR / f".run-{os.getpid()}.out"
     err_path = BENCH_DIR / f".run-{os.getpid()}.err"
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    report_r, report_w = os.pipe()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         started = time.perf_counter()
-        proc = subprocess.Popen(
-            list(cmd),
-            cwd=cwd,
-            env=full_env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-        )
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-S", "-c", _LAUNCHER, str(report_w), *cmd],
+                cwd=cwd,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                pass_fds=(report_w,),
+            )
+        finally:
+            os.close(report_w)
         stop = threading.Event()
         peaks: list[int] = []
         sampler = None
@@ -296,15 +327,22 @@ def run(
             sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
         stop.set()
         if sampler is not None:
             sampler.join()
+    with os.fdopen(report_r, "rb") as fh:
+        report = fh.read().decode().split()
+    if len(report) == 3:
+        # The command's own figures (the launcher's start-up is outside its wall time).
+        wall, maxrss_kb, returncode = float(report[0]), int(report[1]), int(report[2])
+    else:  # the launcher itself failed: its own figures, which include the bench's
+        maxrss_kb, returncode = usage.ru_maxrss, os.waitstatus_to_exitcode(status)
+    proc.returncode = returncode
     result = Run(
         cmd=list(cmd),
-        returncode=proc.returncode,
+        returncode=returncode,
         wall=wall,
-        maxrss_kb=usage.ru_maxrss,
+        maxrss_kb=maxrss_kb,
         tree_rss_kb=peaks[0] if peaks else 0,
         stdout=out_path.read_text(errors="replace"),
         stderr=err_path.read_text(errors="replace"),
@@ -387,7 +425,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = []
     for n, row in enumerate(cells):
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -600,37 +638,44 @@ def _record_hash(data: bytes) -> str:
     )
 
 
-def blob_wheel_name(mb: int) -> str:
-    return f"benchblob{mb}"
+def blob_wheel_name(mb: int, *, incompressible: bool = False) -> str:
+    return f"benchrand{mb}" if incompressible else f"benchblob{mb}"
 
 
-def build_blob_wheel(directory: Path, mb: int, *, version: str = "1.0") -> Path:
+def build_blob_wheel(
+    directory: Path, mb: int, *, version: str = "1.0", incompressible: bool = False
+) -> Path:
     """A ``py3-none-any`` wheel whose package holds ~``mb`` MB of half-compressible data.
 
     Deterministic (seeded, fixed zip times); built once and reused from ``directory``.
     Files are 8 MiB at most (so 1000 MB is ~125 files), plus an ``__init__.py``.
+    ``incompressible=True`` makes ``benchrand<MB>`` instead, whose data files are all
+    random bytes (stored, not deflated, in the wheel): its compressed segments are as
+    big as the installed package.
     """
-    name = blob_wheel_name(mb)
+    name = blob_wheel_name(mb, incompressible=incompressible)
     wheel = directory / f"{name}-{version}-py3-none-any.whl"
     if wheel.exists():
         return wheel
     directory.mkdir(parents=True, exist_ok=True)
     total = mb * 1_000_000
     file_size = min(8 << 20, max(64 << 10, total // 8))
-    rng = random.Random(mb)
+    rng = random.Random(f"rand{mb}" if incompressible else mb)
     tmp = wheel.with_suffix(".tmp")
     record: list[str] = []
     info = f"{name}-{version}.dist-info"
     zt = (2020, 1, 1, 0, 0, 0)
 
-    def add(zf: zipfile.ZipFile, arc: str, data: bytes) -> None:
+    def add(zf: zipfile.ZipFile, arc: str, data: bytes, stored: bool = False) -> None:
         zi = zipfile.ZipInfo(arc, zt)
-        zi.compress_type = zipfile.ZIP_DEFLATED
+        zi.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
         zi.external_attr = 0o644 << 16
-        zf.writestr(zi, data, compresslevel=1)
+        zf.writestr(zi, data, compresslevel=None if stored else 1)
         record.append(f"{arc},{_record_hash(data)},{len(data)}")
 
-    log(f"building {wheel.name} (~{mb} MB installed)")
+    log(
+        f"building {wheel.name} (~{mb} MB installed{', incompressible' if incompressible else ''})"
+    )
     with zipfile.ZipFile(tmp, "w") as zf:
         add(
             zf,
@@ -640,7 +685,8 @@ def build_blob_wheel(directory: Path, mb: int, *, version: str = "1.0") -> Path:
         written, i = 0, 0
         while written < total:
             size = min(file_size, total - written)
-            add(zf, f"{name}/data/blob{i:04d}.bin", _blob(rng, size))
+            data = rng.randbytes(size) if incompressible else _blob(rng, size)
+            add(zf, f"{name}/data/blob{i:04d}.bin", data, stored=incompressible)
             written += size
             i += 1
         add(
