@@ -32,8 +32,9 @@ import stat
 import sys
 import tarfile
 import threading
+from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -53,9 +54,11 @@ if TYPE_CHECKING:
     from ..deps.settings import DepsSettings
 
 INSTALL_KIND = "install"
-#: Distributions extracted at once (the work is zlib, hashing and writes, which release the GIL).
-EXTRACT_WORKERS = 2
 READ_CHUNK = 1 << 20
+#: Files up to this size are written by the writer threads, at most IN_FLIGHT bytes of them queued.
+SMALL_FILE = 4 << 20
+IN_FLIGHT = 32 << 20
+WRITERS = 4
 #: Files outside its own top-level entries a distribution may have and still be restored.
 MAX_EXTRA = 32
 
@@ -202,41 +205,84 @@ def _safe(name: str, tops: set[str]) -> bool:
     return bool(name) and not name.startswith("/") and all(p not in ("", ".", "..") for p in parts) and "\\" not in name and parts[0] in tops
 
 
-def _extract(segments: Sequence[Path], staging: Path, tops: set[str]) -> dict[str, str]:
-    """Extract the segments into ``staging``; returns each regular file's RECORD-style digest."""
+def _write_file(target: str, data: bytes, mode: int) -> str:
+    """Create ``target`` (it must not exist) holding ``data``; its RECORD-style digest."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fchmod(fd, mode)  # not narrowed by the umask
+    finally:
+        os.close(fd)
+    return record_digest(hashlib.sha256(data).digest())
+
+
+def _extract(segments: Sequence[Path], staging: Path, tops: set[str], writers: ThreadPoolExecutor) -> dict[str, str]:
+    """Extract the segments into ``staging``; returns each regular file's RECORD-style digest.
+
+    This thread inflates and reads the tar entries; files up to ``SMALL_FILE``
+    are created and hashed by ``writers`` (the system calls and the hashing
+    release the GIL), at most ``IN_FLIGHT`` bytes of them waiting at a time;
+    bigger ones are streamed here, one chunk in memory at a time.
+    """
     digests: dict[str, str] = {}
     made: set[str] = set()
     root = str(staging)
-    for segment in segments:
-        # "r:" reads a seekable stream in place (forward seeks only, here), without "r|"'s block copying.
-        with _open_gzip(segment) as stream, tarfile.open(fileobj=stream, mode="r:") as archive:
-            for member in archive:
-                name = member.name.removeprefix("./").rstrip("/")  # the artifact's entries start with ./
-                if not _safe(name, tops):
-                    raise _Unusable(f"unexpected entry {member.name!r}")
-                target = f"{root}/{name}"
-                if member.isdir():
-                    if name not in made:
-                        os.makedirs(target, exist_ok=True)
-                        made.add(name)
-                    continue
-                if not member.isreg():
-                    raise _Unusable(f"{member.name!r} is not a regular file")
-                reader = archive.extractfile(member)
-                if reader is None:
-                    raise _Unusable(f"{member.name!r} has no data")
-                parent = name.rpartition("/")[0]
-                if parent and parent not in made:
-                    os.makedirs(f"{root}/{parent}", exist_ok=True)
-                    made.add(parent)
-                digest = hashlib.sha256()
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, member.mode & 0o777)
-                with open(fd, "wb", buffering=0) as out:
-                    while chunk := reader.read(READ_CHUNK):
-                        digest.update(chunk)
-                        out.write(chunk)
-                    os.fchmod(fd, member.mode & 0o777)  # not narrowed by the umask
-                digests[name] = record_digest(digest.digest())
+    pending: deque[tuple[str, Future[str], int]] = deque()
+    waiting = 0
+
+    def settle(limit: int) -> None:
+        nonlocal waiting
+        while pending and waiting > limit:
+            name, future, size = pending.popleft()
+            digests[name] = future.result()
+            waiting -= size
+
+    try:
+        for segment in segments:
+            # "r:" reads a seekable stream in place (forward seeks only, here), without "r|"'s block copying.
+            with _open_gzip(segment) as stream, tarfile.open(fileobj=stream, mode="r:") as archive:
+                for member in archive:
+                    name = member.name.removeprefix("./").rstrip("/")  # the artifact's entries start with ./
+                    if not _safe(name, tops):
+                        raise _Unusable(f"unexpected entry {member.name!r}")
+                    target = f"{root}/{name}"
+                    if member.isdir():
+                        if name not in made:
+                            os.makedirs(target, exist_ok=True)
+                            made.add(name)
+                        continue
+                    if not member.isreg():
+                        raise _Unusable(f"{member.name!r} is not a regular file")
+                    reader = archive.extractfile(member)
+                    if reader is None:
+                        raise _Unusable(f"{member.name!r} has no data")
+                    parent = name.rpartition("/")[0]
+                    if parent and parent not in made:
+                        os.makedirs(f"{root}/{parent}", exist_ok=True)
+                        made.add(parent)
+                    mode = member.mode & 0o777
+                    if member.size <= SMALL_FILE:
+                        data = reader.read()
+                        pending.append((name, writers.submit(_write_file, target, data, mode), len(data)))
+                        waiting += len(data)
+                        settle(IN_FLIGHT)
+                        continue
+                    digest = hashlib.sha256()
+                    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+                    with open(fd, "wb", buffering=0) as out:
+                        while chunk := reader.read(READ_CHUNK):
+                            digest.update(chunk)
+                            out.write(chunk)
+                        os.fchmod(fd, mode)
+                    digests[name] = record_digest(digest.digest())
+        settle(-1)
+    finally:
+        for _, future, _ in pending:  # on a failure, let the writes end before the caller cleans up
+            future.cancel()
+            if not future.cancelled():
+                future.exception()
     return digests
 
 
@@ -281,7 +327,20 @@ def _fetch_extra(rel: str, entry: TreeFile, dest: Path) -> bool:
     return False
 
 
-def _restore_one(config: BuildConfig, build_dir: Path, entry: LockEntry, key: str, requested: bool) -> tuple[InstalledDistribution, dict[str, BlobRecord]] | None:
+@dataclass
+class _Fetched:
+    """A distribution whose install record and segments are in ``.flash``, ready to extract."""
+
+    key: str
+    dist: InstalledDistribution
+    record: InstallAction
+    own: set[str]
+    paths: list[Path]
+    segments: dict[str, BlobRecord]
+
+
+def _fetch_one(config: BuildConfig, build_dir: Path, entry: LockEntry, key: str, requested: bool) -> _Fetched | None:
+    """Find ``entry``'s install record and put its segments in place (run in parallel: mostly waiting)."""
     from ..deps.installer import InstalledDistribution
     from ..package import segment_paths
 
@@ -304,12 +363,18 @@ def _restore_one(config: BuildConfig, build_dir: Path, entry: LockEntry, key: st
     records = _restore_group(_session(), paths)
     if not records:
         return None
+    return _Fetched(key, dist, found, own, paths, records)
+
+
+def _install_one(build_dir: Path, fetched: _Fetched, writers: ThreadPoolExecutor) -> bool:
+    """Extract one distribution's segments (and fetch its extra files) into place; all or nothing."""
+    dist, found, own = fetched.dist, fetched.record, fetched.own
     staging = build_dir / f".{dist.name}-restore.tmp-{os.getpid()}-{threading.get_native_id()}"  # swept after a kill
     shutil.rmtree(staging, ignore_errors=True)
     moved: list[Path] = []
     try:
         staging.mkdir(parents=True)
-        digests = _extract(paths, staging, own)
+        digests = _extract(fetched.paths, staging, own, writers)
         for rel, item in found.extra.items():
             if not _fetch_extra(rel, item, staging / rel):
                 raise _Unusable(f"{rel} is not in the caches")
@@ -329,13 +394,13 @@ def _restore_one(config: BuildConfig, build_dir: Path, entry: LockEntry, key: st
                 shutil.rmtree(target, ignore_errors=True)
             else:
                 target.unlink(missing_ok=True)
-        _forget(key, paths)
+        _forget(fetched.key, fetched.paths)
         with _session().lock:
             _session().unusable_installs.append(f"{dist.name} {dist.version} ({exc})")
-        return None
+        return False
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return dist, records
+    return True
 
 
 def _forget(key: str, paths: Sequence[Path]) -> None:
@@ -388,20 +453,20 @@ def restore_installs(
         remove_path(segments_dir)
     segments_dir.mkdir(parents=True, exist_ok=True)
 
-    def one(job: tuple[LockEntry, str, bool]) -> tuple[InstalledDistribution, dict[str, BlobRecord]] | None:
-        entry, key, asked = job
-        return _restore_one(config, build_dir, entry, key, asked)
+    from . import FETCH_WORKERS
 
-    with ThreadPoolExecutor(max_workers=min(EXTRACT_WORKERS, len(jobs)), thread_name_prefix="flash-restore") as pool:
-        results = list(pool.map(one, jobs))
+    # Records and segments are fetched in parallel (mostly waiting on a remote); then one
+    # distribution at a time is extracted (inflating and reading tar entries hold the GIL),
+    # its files written by a few threads.
+    with ThreadPoolExecutor(max_workers=min(FETCH_WORKERS, len(jobs)), thread_name_prefix="flash-fetch") as fetchers:
+        fetched = list(fetchers.map(lambda job: _fetch_one(config, build_dir, *job), jobs))
     out: dict[str, InstalledDistribution] = {}
     segments: dict[str, BlobRecord] = {}
-    for (_, key, _), result in zip(jobs, results, strict=True):
-        if result is None:
-            continue
-        dist, records = result
-        out[dist.name] = dist.model_copy(update={"install_key": key})
-        segments.update(records)
+    with ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="flash-restore") as writers:
+        for item in fetched:
+            if item is not None and _install_one(build_dir, item, writers):
+                out[item.dist.name] = item.dist.model_copy(update={"install_key": item.key})
+                segments.update(item.segments)
     if segments:
         from ..package import adopt_segments
 
