@@ -36,7 +36,7 @@ from doit.tools import config_changed
 from .config import BuildConfig, source_date_epoch
 from .errors import BuildError, FlashError
 from .quick import tool_fingerprint as tool_fingerprint
-from .stage import read_json, write_json, write_text_atomic
+from .stage import read_json, source_stamp, write_json, write_text_atomic
 from .store import HandlersState, StageState
 
 PHASES = ("files", "stage", "scan", "manifest", "lock", "install", "handlers", "archive")
@@ -274,7 +274,40 @@ class TreeIntact:
         if self.verify:
             return False
         state = read_state(self.record, self.model)
-        return state is not None and tree_intact(self.build_dir, state.copies)
+        return state is not None and tree_intact(self.build_dir, state.copies) and self.sources_unchanged(state)
+
+    def sources_unchanged(self, state: Any) -> bool:
+        return True
+
+
+class StageIntact(TreeIntact):
+    """The staged copies are as the stage task wrote them, and the app's files as it copied them.
+
+    doit takes the stamps of a task's input files after the task ran: a file
+    edited after it was copied (during the build) would pass for copied. The
+    stage record keeps each source's stamp from before the copy, so such a
+    file makes the stage task run again (and the phases after it).
+    """
+
+    def __init__(self, config: BuildConfig) -> None:
+        super().__init__(config.paths.stage_json, StageState, config.paths.build, config.verify)
+        self.app = os.fspath(config.app_dir)
+
+    def sources_unchanged(self, state: Any) -> bool:
+        return not self.changed_sources(state.files)
+
+    def changed_sources(self, recorded: dict[str, Any]) -> list[str]:
+        """The app's files not as the stage record says they were when copied."""
+        changed = []
+        for rel, stamp in recorded.items():
+            try:
+                st = os.stat(os.path.join(self.app, rel))
+            except OSError:
+                changed.append(rel)
+                continue
+            if source_stamp(st) != stamp:
+                changed.append(rel)
+        return changed
 
 
 class ManifestIntact:
@@ -384,7 +417,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
             "actions": [(guarded(stage_action), [config, files])],
             "file_dep": [str(paths.files_json)] + [str(config.app_dir / f) for f in files],
             "targets": [str(paths.stage_json)],
-            "uptodate": [config_changed({"tool": tool, "app": app}), TreeIntact(paths.stage_json, StageState, paths.build, config.verify)],
+            "uptodate": [config_changed({"tool": tool, "app": app}), StageIntact(config)],
             "verbosity": 0,
         }
 

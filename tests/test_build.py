@@ -452,3 +452,27 @@ def test_the_bundled_sdk_version_is_configurable(app: Path, local_index: Path, t
     assert b"1.20.0" in (app / ".flash" / ".build" / "runpod_flash" / "__init__.py").read_bytes()
     assert main(["build", "-C", str(app), "-q", "--no-index", "--find-links", str(index), "--runpod-flash-version", "1.21.0"]) == 0
     assert b"1.21.0" in (app / ".flash" / ".build" / "runpod_flash" / "__init__.py").read_bytes()
+
+
+def test_a_source_edited_after_it_was_staged_is_staged_again(app: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """doit takes a task's input stamps after the task ran: an edit made meanwhile must not pass for staged."""
+    build(app)
+    source = app / "workers" / "embed.py"
+    stage = graph.stage_action
+
+    def stage_then_edit(*args: object) -> None:
+        stage(*args)  # type: ignore[arg-type]
+        source.write_text(source.read_text() + "# edited after staging\n")
+
+    monkeypatch.setattr(graph, "stage_action", stage_then_edit)
+    source.write_text(source.read_text() + "# edited before the build\n")
+    build(app)
+    monkeypatch.setattr(graph, "stage_action", stage)
+    report = build(app)
+    assert "stage" in report.ran and "archive" in report.ran
+    assert (app / ".flash" / ".build" / "workers" / "embed.py").read_bytes() == source.read_bytes()
+    clean = tmp_path / "clean" / app.name
+    shutil.copytree(app, clean, ignore=shutil.ignore_patterns(".flash"))
+    build(clean)
+    assert (app / ".flash" / "artifact.tar.gz").read_bytes() == (clean / ".flash" / "artifact.tar.gz").read_bytes()
+    assert build(app).ran == []
