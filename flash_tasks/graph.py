@@ -342,7 +342,7 @@ class LockMatches:
         self.digest = digest
 
     def __call__(self, task: Any, values: Any) -> bool:
-        from .deps.locks import lock_intact
+        from .deps.lockfile import lock_intact
 
         return lock_intact(self.lock, self.digest)
 
@@ -358,7 +358,7 @@ class InstallPresent:
         self.verify = verify
 
     def __call__(self, task: Any, values: Any) -> bool:
-        from .deps.installer import file_sha256, load_install_state
+        from .deps.installed import file_sha256, load_install_state
         from .store import TreeRecord, load, tree_intact
 
         if self.verify:
@@ -476,15 +476,15 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
     @create_after(executed="manifest")  # type: ignore[untyped-decorator]
     def task_lock() -> Iterator[dict[str, Any]]:
         """Resolve each resource group's requirements into a lock file."""
-        from .deps.tasks import LockPlan, lock_path
+        from .deps.tasks import lock_path, planned_locks
 
         yield {"basename": "lock", "name": None, "doc": "Resolve each resource group's requirements into a lock file."}
         try:
-            plan = LockPlan(config)
+            plan = planned_locks(config, tool)
         except FlashError as exc:
             yield failing(exc)
             return
-        for group in sorted(plan.groups):
+        for group in sorted(plan.digests):
             yield {
                 "name": task_name(group),
                 "actions": [(guarded(lock_action), [config, group])],
@@ -492,8 +492,8 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
                 "targets": [str(lock_path(config, group))],
                 # --upgrade forces a new resolution; otherwise the inputs' digest decides.
                 "uptodate": [
-                    config_changed({**deps_config, "digest": plan.digest(group)}),
-                    LockMatches(lock_path(config, group), plan.digest(group)),
+                    config_changed({**deps_config, "digest": plan.digests[group]}),
+                    LockMatches(lock_path(config, group), plan.digests[group]),
                 ]
                 + ([False] if config.upgrade else []),
                 "verbosity": 0,
@@ -502,7 +502,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
     @create_after(executed="manifest")  # type: ignore[untyped-decorator]
     def task_install() -> dict[str, Any]:
         """Install the locked distributions into .flash/.build."""
-        from .deps.tasks import layout, lock_path, sdk_record_path
+        from .deps.tasks import lock_path
 
         info = current_groups()
         groups = sorted(info["groups"])
@@ -513,7 +513,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
             "targets": [str(paths.install_json)],
             "uptodate": [
                 config_changed({**deps_config, "groups": groups, "python": info["python_version"]}),
-                InstallPresent(paths.install_json, paths.build, sdk_record_path(config), config.verify, layout(config).combined),
+                InstallPresent(paths.install_json, paths.build, paths.sdk_copy_json, config.verify, paths.combined_lock),
             ],
             "verbosity": 0,
         }

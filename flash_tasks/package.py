@@ -89,7 +89,7 @@ def _walk_files(root: Path, top: str) -> list[str]:
 
 
 def _distributions(config: BuildConfig) -> dict[str, Any]:
-    from .deps.installer import load_install_state
+    from .deps.installed import load_install_state
 
     state = load_install_state(config.paths.install_json)
     if state is None:
@@ -121,10 +121,18 @@ def _read_dist_files(build: Path, dist: dict[str, Any]) -> list[tuple[str, str |
         rows = None
     if rows is None or content_hash(build, dist_info, rows) != dist.get("content_hash"):
         raise DamagedDistribution(str(dist["name"]))
-    listed = {PurePosixPath(path).as_posix(): (digest or None) for path, digest, _ in rows if not path.startswith("..")}
+    listed = {_posix(path): (digest or None) for path, digest, _ in rows if not path.startswith("..")}
     for extra in _walk_files(build, dist_info):
         listed.setdefault(extra, None)
-    return sorted((f, digest) for f, digest in listed.items() if os.path.lexists(build / f))
+    root = os.fspath(build)
+    return sorted((f, digest) for f, digest in listed.items() if os.path.lexists(os.path.join(root, f)))
+
+
+def _posix(path: str) -> str:
+    """``PurePosixPath(path).as_posix()``, without building a path object for the usual, clean path."""
+    if "//" in path or path.startswith("./") or "/./" in path or path.endswith(("/", "/.")) or path in ("", "."):
+        return PurePosixPath(path).as_posix()
+    return path
 
 
 class DamagedDistribution(BuildError):
@@ -137,15 +145,13 @@ class DamagedDistribution(BuildError):
 
 def _fresh_files(config: BuildConfig) -> list[str]:
     """The app's staged sources, the generated files and the SDK copy: exactly the files their records name."""
-    from .deps.sdk import sdk_record_path
-
     paths = config.paths
     stage = read_state(paths.stage_json, StageState)
     handlers = read_state(paths.handlers_json, HandlersState)
     files: set[str] = set(stage.files if stage else ())
     files.update(handlers.files if handlers else ())
     files.add(paths.build_manifest.relative_to(paths.build).as_posix())
-    sdk = load(TreeRecord, sdk_record_path(config))
+    sdk = load(TreeRecord, paths.sdk_copy_json)
     files.update(sdk.files if sdk is not None else _walk_files(paths.build, SDK_PACKAGE))
     return sorted(f for f in files if os.path.lexists(paths.build / f))
 
@@ -158,12 +164,13 @@ def _ensure_fresh(config: BuildConfig, repairs: list[str]) -> None:
     same name is refused, but only after it was written).
     """
 
-    from .deps.sdk import bundle_sdk, sdk_record_path
-    from .deps.tasks import settings_for
     from .graph import handlers_action, stage_action
 
     paths = config.paths
-    if not tree_intact(paths.build, load(TreeRecord, sdk_record_path(config))):
+    if not tree_intact(paths.build, load(TreeRecord, paths.sdk_copy_json)):
+        from .deps.sdk import bundle_sdk
+        from .deps.tasks import settings_for
+
         repairs.append("the SDK copy in .flash/.build was changed: copied again")
         groups = read_state(paths.groups_json, GroupsState)
         python = groups.python_version if groups else None

@@ -12,6 +12,7 @@ through pydantic models with a schema version: anything else is absent too.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import os
 import stat
@@ -175,29 +176,53 @@ def content_hash(build_dir: Path, dist_info: str, rows: list[tuple[str, str, str
 
     Rows without a digest (RECORD itself aside) are hashed from the file, so the
     value also covers them; files listed but absent are left out (and so change it).
+    Works on plain strings: this runs over every row of a big distribution's
+    RECORD whenever the archive step lists its files.
     """
     hasher = hashlib.sha256()
     record_row = f"{dist_info}/RECORD"
+    root = os.fspath(build_dir)
     for relative, digest, length in sorted(rows):
         if relative == record_row:
             continue
-        target = inside(build_dir, relative)
-        if target is None or not target.is_file():
+        normal = _normal_inside(relative)
+        if normal is None:
+            continue
+        target = os.path.join(root, normal)
+        try:
+            if not stat.S_ISREG(os.stat(target).st_mode):
+                continue
+        except OSError as exc:
+            if exc.errno not in _NOT_THERE:
+                raise
+            continue  # absent, as ``Path.is_file`` says
+        except ValueError:
             continue
         if not digest or not length.isdigit():
-            data = target.read_bytes()
+            with open(target, "rb") as handle:
+                data = handle.read()
             digest = record_digest(hashlib.sha256(data).digest())
             length = str(len(data))
         hasher.update(f"{relative}\0{digest}\0{length}\n".encode())
     return "sha256:" + hasher.hexdigest()
 
 
-def inside(build_dir: Path, relative: str) -> Path | None:
-    """``build_dir / relative`` if that stays inside the build folder (RECORD paths may say ``..``)."""
+#: The errors for which ``Path.is_file`` answers False instead of raising.
+_NOT_THERE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
+
+
+def _normal_inside(relative: str) -> str | None:
+    """``relative`` normalised, or None when it leaves the build folder (RECORD paths may say ``..``)."""
     normal = os.path.normpath(relative)
     if os.path.isabs(normal) or normal in (".", "") or normal == ".." or normal.startswith(".." + os.sep):
         return None
-    return build_dir / normal
+    return normal
+
+
+def inside(build_dir: Path, relative: str) -> Path | None:
+    """``build_dir / relative`` if that stays inside the build folder (RECORD paths may say ``..``)."""
+    normal = _normal_inside(relative)
+    return None if normal is None else build_dir / normal
 
 
 class TreeRecord(Record):

@@ -263,6 +263,8 @@ def _serves(resource: Any) -> str:
 
 
 def print_summary(config: BuildConfig, report: BuildReport, console: Console) -> None:
+    if console.quiet:
+        return  # nothing to show: the manifest is not even read
     from .state import resources as read_resources
 
     manifest = read_plain_json(config.paths.manifest, {}) or {}
@@ -327,6 +329,8 @@ def _two_columns(rows: list[list[str]]) -> list[str]:
 
 
 def print_warnings(config: BuildConfig, report: BuildReport, err: Console) -> None:
+    if err.quiet:
+        return
     from .state import warnings
 
     for text in warnings(config, list(report.warnings)):
@@ -475,7 +479,8 @@ def build_once(
         raise
     log = OutputLog() if record is not None and not options.json else None
     console, err_console = _consoles(options, out, err, log)
-    view = PhaseView(config, console, verbose=options.verbose)
+    # Quiet: no phase lines, so none of the state files they describe is read.
+    view = PhaseView(config, console, phases=not console.quiet, verbose=options.verbose)
     started = time.perf_counter()
     try:
         report = run_tasks(

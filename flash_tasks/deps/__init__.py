@@ -40,8 +40,8 @@ _HOMES = {
     "GroupSpec": "requirements",
     "IndexSettings": "settings",
     "InstallResult": "installer",
-    "InstallState": "installer",
-    "InstalledDistribution": "installer",
+    "InstallState": "installed",
+    "InstalledDistribution": "installed",
     "LOCK_FORMAT": "settings",
     "LockEntry": "locks",
     "LockFile": "locks",
@@ -53,7 +53,7 @@ _HOMES = {
     "collect_app_requirements": "requirements",
     "combine_locks": "locks",
     "install": "installer",
-    "load_install_state": "installer",
+    "load_install_state": "installed",
     "lock_group": "locks",
     "lock_inputs_digest": "locks",
     "parse_endpoint_dependencies": "requirements",
@@ -65,13 +65,8 @@ _HOMES = {
 }
 
 if TYPE_CHECKING:
-    from .installer import (
-        InstalledDistribution,
-        InstallResult,
-        InstallState,
-        install,
-        load_install_state,
-    )
+    from .installed import InstalledDistribution, InstallState, load_install_state
+    from .installer import InstallResult, install
     from .locks import (
         ExcludedPackage,
         LockEntry,

@@ -21,11 +21,12 @@ SDK_NAMES: tuple[str, ...] = ("runpod-flash",)
 DEFAULT_PLATFORM = "x86_64-manylinux_2_28"
 #: Bumped whenever the lock or state layout changes, so old files are redone.
 LOCK_FORMAT = 1
+#: A requirements file bigger than this is not a requirements file (``-r /dev/zero``, a data file).
+MAX_REQUIREMENTS_BYTES = 4 * 1024 * 1024
 
 PythonVersion = Literal["3.10", "3.11", "3.12"]
 ExclusionReason = Literal["always", "user", "sdk"]
 
-_GROUP_FILE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _PLATFORM_RE = re.compile(r"x86_64-(?:manylinux(?:2014|_2_\d+)|unknown-linux-gnu)")
 
 
