@@ -212,6 +212,11 @@ def spare_record_path(config: BuildConfig) -> Path:
     return config.paths.state / "spare.json"
 
 
+def spare_path(config: BuildConfig) -> Path:
+    """The previous artifact, kept to be cut after its dependency segments (see ``publish``)."""
+    return config.paths.state / "spare.tar.gz"
+
+
 def plan_segments(config: BuildConfig) -> tuple[list[str], list[DistSegments]]:
     """The fresh segment's files, and each distribution's cached segments.
 
@@ -445,7 +450,7 @@ def publish(
     from .archive import assemble, replace_tail
 
     paths = config.paths
-    spare = paths.state / "spare.tar.gz"
+    spare = spare_path(config)
     work = paths.state / ".next.tar.gz"
     remove_path(work)
     keep = sum(m.size for m in prefix_members)

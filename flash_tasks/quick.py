@@ -1,15 +1,16 @@
 """A no-op build answered from one record, before the build graph is loaded.
 
-A build that found nothing to do (every task up to date, nothing repaired)
-writes ``.flash/.state/quick.json``: the stamp of every file it depends on, the
-key of the run (this tool's code, the Python, the options, the working folder,
-the environment the build reads) and the output it printed. The next
-``flash build`` with the same key stats those files first. When every stamp is
-as recorded it prints the same output and stops, without importing the graph,
-doit or pydantic; any difference, a missing or damaged record, or an option
-this path does not take (``--json``, ``--explain``, ``-v``, ``--verify``,
-``--upgrade``, ``--watch``) runs the full build, which checks everything as
-before. Every full build deletes the record before it starts.
+A build that succeeded writes ``.flash/.state/quick.json``: the stamp of every
+file it depends on, the key of the run (this tool's code, the Python, the
+options, the working folder, the environment the build reads) and the output
+a build with nothing to do prints (what it printed, if it had nothing to do;
+else that output made without printing it). The next ``flash build`` with the
+same key stats those files first. When every stamp is as recorded it prints
+that output and stops, without importing the graph, doit or pydantic; any
+difference, a missing or damaged record, or an option this path does not take
+(``--json``, ``--explain``, ``-v``, ``--verify``, ``--upgrade``, ``--watch``)
+runs the full build, which checks everything as before. Every full build
+deletes the record before it starts.
 
 What is stamped: every file under ``.flash/`` (the artifact, the manifest,
 the state, the locks, all of ``.build/``), every file the app walk ships or
@@ -18,10 +19,13 @@ wherever they are) and every folder the walk entered, so a file added or
 removed anywhere the build looks changes a stamp. A stamp is
 ``(size, mtime_ns, ctime_ns, inode, mode, device)``: the change time cannot be
 set back by a program, so a file rewritten with its old modification time
-still differs. A record is not written when any of those files changed during
-the build or in the second before it (its change time says so), so it never
-describes inputs newer than the outputs beside it. An app that ships files
-through symbolic links gets no record (a link's target is not stamped).
+still differs. A record is not written when an input (a file or folder of the
+app, a requirement file) changed during the build or in the second before it
+(its change time says so), so it never describes inputs newer than the outputs
+beside it; nor when a file the build wrote under ``.flash/`` and recorded (the
+artifact, the spare, the cached segments, the copies in ``.build``) is not as
+the build's own record says it left it. An app that ships files through
+symbolic links gets no record (a link's target is not stamped).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import sys
 import time
 from collections.abc import Iterable, Mapping
@@ -178,36 +183,74 @@ def write_record(
     env_names: Iterable[str],
     output: OutputLog,
     took: str,
+    written: Mapping[str, tuple[int, int, int, int]],
+    app_folder: tuple[Stamp | None, Stamp | None],
 ) -> bool:
-    """Record the build that just found nothing to do; False when it cannot be trusted to (see module)."""
-    files: dict[str, Stamp] = {}
-    flash = app_dir / ".flash"
-    _walk_files(str(flash), UNSTAMPED, files)
+    """Record the build that just succeeded; False when it cannot be trusted to (see module).
+
+    ``written``: for files the build wrote under ``.flash/`` and recorded, the
+    ``(size, mtime_ns, inode, permission bits)`` it saw right after writing each;
+    a file that is not like that any more was changed by someone else since.
+    ``app_folder``: the app folder's stamps before and after the build made
+    ``.flash`` in it (``make_flash_folder``), so that change is not taken for
+    someone else's.
+    """
+    inputs_seen: dict[str, Stamp] = {}
     root = str(app_dir)
     for name in os.listdir(root):
         path = os.path.join(root, name)
         if name != ".flash" and not os.path.isdir(path):
             stamp = _stamp(path)
             if stamp is not None:
-                files[path] = stamp
+                inputs_seen[path] = stamp
     for path in [*(os.path.join(root, rel) for rel in shipped), *inputs]:
         stamp = _stamp(path)
         if stamp is None:
             return False
-        files[path] = stamp
+        inputs_seen[path] = stamp
     dirs: dict[str, Stamp] = {}
+    changed = []  # change times of the inputs
     for rel in folders:
         path = os.path.join(root, rel) if rel else root
         stamp = _stamp(path)
         if stamp is None:
             return False
         dirs[path] = stamp
-    newest = max((s[2] for s in (*files.values(), *dirs.values())), default=0)
+        if not rel:
+            before, after = app_folder
+            if before is None or stamp != after:
+                return False  # changed since the build made .flash in it (or began)
+            stamp = before
+        changed.append(stamp[2])
+    newest = max([*(s[2] for s in inputs_seen.values()), *changed], default=0)
     if newest >= started_ns - RACY_MARGIN_NS:
-        return False
+        return False  # an input changed during the build, or too close to its start to tell
+    outputs: dict[str, Stamp] = {}
+    _walk_files(str(app_dir / ".flash"), UNSTAMPED, outputs)
+    for path, (size, mtime_ns, ino, mode) in written.items():
+        now = outputs.get(path)
+        if now is None or not stat.S_ISREG(now[4]) or [now[0], now[1], now[3], stat.S_IMODE(now[4])] != [size, mtime_ns, ino, mode]:
+            return False  # not as the build left it
+    # The app's files first: they are what changes between builds, and ``answer`` stops at the first difference.
+    files = {**inputs_seen, **outputs}
     data = {"key": key, "files": files, "dirs": dirs, "env": sorted(env_names), "output": output.calls, "took": took}
     write_json(record_path(app_dir), data)
     return True
+
+
+def make_flash_folder(app_dir: Path) -> tuple[Stamp | None, Stamp | None]:
+    """Make ``.flash`` in the app folder if it is missing; the folder's stamps before and after.
+
+    Making it changes the app folder, which a record stamps as an input: with
+    these stamps a first build can tell that change (its own) from one made
+    by anyone else during the build (see ``write_record``).
+    """
+    before = _stamp(str(app_dir))
+    try:
+        os.mkdir(app_dir / ".flash")
+    except OSError:
+        return before, before  # there already (or it cannot be made: the build says why)
+    return before, _stamp(str(app_dir))
 
 
 def forget(app_dir: Path) -> None:
@@ -325,7 +368,7 @@ def _replayable(calls: Any) -> TypeGuard[list[list[Any]]]:
 
 
 def _unchanged(data: dict[str, Any]) -> bool:
-    for group in ("files", "dirs"):
+    for group in ("dirs", "files"):  # the app's folders, its files, then .flash's
         stamps = data.get(group)
         if not isinstance(stamps, dict):
             return False

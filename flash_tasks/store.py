@@ -379,3 +379,39 @@ def artifact_intact(config: Any) -> bool:
     return _annotated_copy(published, config.paths.build_manifest)
 
 
+
+
+def stamps_written(config: Any) -> dict[str, tuple[int, int, int, int]] | None:
+    """What the last build recorded of the files it wrote under ``.flash/``, as it saw them right after.
+
+    ``(size, mtime_ns, inode, permission bits)`` by path, from the records kept
+    with them: the artifact, the spare, the cached segments, the copies in
+    ``.build`` (staged sources, generated files, the SDK). None when the
+    artifact's record is missing or names another artifact, or the published
+    manifest is not the one that record names.
+    """
+    from .package import SegmentIndex, segment_index_path, spare_path, spare_record_path
+
+    paths = config.paths
+    artifact = load(ArtifactRecord, artifact_record_path(config))
+    if artifact is None or artifact.name != config.output:
+        return None
+    try:
+        if hashlib.sha256(paths.manifest.read_bytes()).hexdigest() != artifact.manifest_sha256:
+            return None
+    except OSError:
+        return None
+    stamps: dict[Path, Stamp] = {paths.artifact: artifact.stamp}
+    spare = load(ArtifactRecord, spare_record_path(config))
+    if spare is not None:
+        stamps[spare_path(config)] = spare.stamp
+    index = load(SegmentIndex, segment_index_path(config))
+    for name, record in (index.segments.items() if index is not None else ()):
+        stamps[paths.segments / name] = record.stamp
+    stage = read_state(paths.stage_json, StageState)
+    handlers = read_state(paths.handlers_json, HandlersState)
+    trees = [load(TreeRecord, paths.sdk_copy_json), stage.copies if stage else None, handlers.copies if handlers else None]
+    for tree in trees:
+        for rel, blob in (tree.files.items() if tree is not None else ()):
+            stamps[paths.build / rel] = blob.stamp
+    return {str(path): (s.size, s.mtime_ns, s.ino, s.mode) for path, s in stamps.items()}
