@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import IO, Any, TypeGuard
 
 from . import __version__
-from .stage import read_json, write_json
+from .stage import write_bytes_atomic
 
 RECORD_NAME = "quick.json"
 #: In .flash/.state/ while a build runs (a killed build leaves it behind).
@@ -234,8 +234,38 @@ def write_record(
     # The app's files first: they are what changes between builds, and ``answer`` stops at the first difference.
     files = {**inputs_seen, **outputs}
     data = {"key": key, "files": files, "dirs": dirs, "env": sorted(env_names), "output": output.calls, "took": took}
-    write_json(record_path(app_dir), data)
+    save_record(record_path(app_dir), data)
     return True
+
+
+#: The record's first line: this format's name and the sha256 of the JSON after it.
+RECORD_FORMAT = "flash-tasks-quick/1"
+
+
+def save_record(path: Path, data: dict[str, Any]) -> None:
+    """Write a record: a header line with the digest of the compact JSON that follows.
+
+    Not ``stage.write_json``: checking that envelope means serialising its data
+    again, and a record stamps every file under ``.flash/`` (thousands, with
+    installed packages); here the check is one digest of the bytes read.
+    """
+    body = json.dumps(data, separators=(",", ":")).encode()
+    write_bytes_atomic(path, f"{RECORD_FORMAT} {hashlib.sha256(body).hexdigest()}\n".encode() + body)
+
+
+def load_record(path: Path) -> Any:
+    """A record's data, or None when it is missing, damaged or not one."""
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    header, _, body = raw.partition(b"\n")
+    if header != f"{RECORD_FORMAT} {hashlib.sha256(body).hexdigest()}".encode():
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
 
 
 def make_flash_folder(app_dir: Path) -> tuple[Stamp | None, Stamp | None]:
@@ -309,7 +339,7 @@ def answer(options: Mapping[str, Any], out: IO[str], err: IO[str]) -> str:
     flash = app_dir / ".flash"
     if (flash / ".state" / RUNNING_MARKER).exists():
         return BUILD
-    data = read_json(record_path(app_dir))
+    data = load_record(record_path(app_dir))
     if not isinstance(data, dict):
         return BUILD
     files = data.get("files")

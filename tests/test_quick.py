@@ -415,11 +415,9 @@ def test_a_record_with_output_no_build_writes_is_not_replayed(
     output: object, app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str], verdicts: list[str]
 ) -> None:
     """A record with a valid digest but other content (written by hand, or by another tool) runs the full build."""
-    from flash_tasks.stage import read_json, write_json
-
     recorded(app, index_args, capsys, verdicts)
-    data = read_json(quick.record_path(app))
-    write_json(quick.record_path(app), {**data, "output": output})
+    data = quick.load_record(quick.record_path(app))
+    quick.save_record(quick.record_path(app), {**data, "output": output})
     code, out, err = flash(app, index_args, capsys)
     assert (code, verdicts) == (0, [quick.BUILD]), err
     assert "nothing to do" in out and "Traceback" not in err
