@@ -37,6 +37,7 @@ import stat
 import sys
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeGuard
 
@@ -172,59 +173,79 @@ def _walk_files(folder: str, skip: frozenset[str], into: dict[str, Stamp]) -> No
             into[entry.path] = stamp
 
 
-def write_record(
+@dataclass
+class Inputs:
+    """The stamps of a build's inputs, taken right after it: the app's files, then its folders."""
+
+    files: dict[str, Stamp]
+    dirs: dict[str, Stamp]
+
+
+def stamp_inputs(
     app_dir: Path,
     *,
-    key: str,
     started_ns: int,
     shipped: Iterable[str],
     folders: Iterable[str],
     inputs: Iterable[str],
-    env_names: Iterable[str],
-    output: OutputLog,
-    took: str,
-    written: Mapping[str, tuple[int, int, int, int]],
     app_folder: tuple[Stamp | None, Stamp | None],
-) -> bool:
-    """Record the build that just succeeded; False when it cannot be trusted to (see module).
+) -> Inputs | None:
+    """Stamp the inputs of the build that just succeeded; None when one changed during it or too close to its start.
 
-    ``written``: for files the build wrote under ``.flash/`` and recorded, the
-    ``(size, mtime_ns, inode, permission bits)`` it saw right after writing each;
-    a file that is not like that any more was changed by someone else since.
-    ``app_folder``: the app folder's stamps before and after the build made
-    ``.flash`` in it (``make_flash_folder``), so that change is not taken for
-    someone else's.
+    ``shipped``: the app's files the walk found (and the ignore files it read),
+    ``folders`` the folders it entered (``""`` for the app's), ``inputs`` the
+    requirement files. ``app_folder``: the app folder's stamps before and after
+    the build made ``.flash`` in it (``make_flash_folder``), so that change is
+    not taken for someone else's.
     """
-    inputs_seen: dict[str, Stamp] = {}
+    files: dict[str, Stamp] = {}
     root = str(app_dir)
     for name in os.listdir(root):
         path = os.path.join(root, name)
         if name != ".flash" and not os.path.isdir(path):
             stamp = _stamp(path)
             if stamp is not None:
-                inputs_seen[path] = stamp
+                files[path] = stamp
     for path in [*(os.path.join(root, rel) for rel in shipped), *inputs]:
         stamp = _stamp(path)
         if stamp is None:
-            return False
-        inputs_seen[path] = stamp
+            return None
+        files[path] = stamp
     dirs: dict[str, Stamp] = {}
-    changed = []  # change times of the inputs
+    changed = [s[2] for s in files.values()]  # change times
     for rel in folders:
         path = os.path.join(root, rel) if rel else root
         stamp = _stamp(path)
         if stamp is None:
-            return False
+            return None
         dirs[path] = stamp
         if not rel:
             before, after = app_folder
             if before is None or stamp != after:
-                return False  # changed since the build made .flash in it (or began)
+                return None  # changed since the build made .flash in it (or began)
             stamp = before
         changed.append(stamp[2])
-    newest = max([*(s[2] for s in inputs_seen.values()), *changed], default=0)
-    if newest >= started_ns - RACY_MARGIN_NS:
-        return False  # an input changed during the build, or too close to its start to tell
+    if max(changed, default=0) >= started_ns - RACY_MARGIN_NS:
+        return None  # an input changed during the build, or too close to its start to tell
+    return Inputs(files, dirs)
+
+
+def write_record(
+    app_dir: Path,
+    inputs: Inputs,
+    *,
+    key: str,
+    env_names: Iterable[str],
+    output: OutputLog,
+    took: str,
+    written: Mapping[str, tuple[int, int, int, int]],
+) -> bool:
+    """Record the build that just succeeded; False when it cannot be trusted to (see module).
+
+    ``written``: for files the build wrote under ``.flash/`` and recorded, the
+    ``(size, mtime_ns, inode, permission bits)`` it saw right after writing each;
+    a file that is not like that any more was changed by someone else since.
+    """
     outputs: dict[str, Stamp] = {}
     _walk_files(str(app_dir / ".flash"), UNSTAMPED, outputs)
     for path, (size, mtime_ns, ino, mode) in written.items():
@@ -232,8 +253,8 @@ def write_record(
         if now is None or not stat.S_ISREG(now[4]) or [now[0], now[1], now[3], stat.S_IMODE(now[4])] != [size, mtime_ns, ino, mode]:
             return False  # not as the build left it
     # The app's files first: they are what changes between builds, and ``answer`` stops at the first difference.
-    files = {**inputs_seen, **outputs}
-    data = {"key": key, "files": files, "dirs": dirs, "env": sorted(env_names), "output": output.calls, "took": took}
+    files = {**inputs.files, **outputs}
+    data = {"key": key, "files": files, "dirs": inputs.dirs, "env": sorted(env_names), "output": output.calls, "took": took}
     save_record(record_path(app_dir), data)
     return True
 

@@ -492,32 +492,37 @@ def _record_build(
     """
     from ..deps.tasks import planned_locks
     from ..files import scan_app_tree
-    from ..quick import run_key, tool_fingerprint, write_record
+    from ..quick import run_key, stamp_inputs, tool_fingerprint, write_record
     from ..store import stamps_written
 
     try:
         tree = scan_app_tree(config.app_dir)
         if tree.links:
             return
+        inputs = stamp_inputs(
+            config.app_dir,
+            started_ns=started_ns,
+            shipped=[*tree.files, *tree.ignore_files],
+            folders=tree.dirs,
+            inputs=planned_locks(config, tool_fingerprint()).files,
+            app_folder=app_folder,
+        )
+        if inputs is None:
+            return
         written = stamps_written(config)
         if written is None:
             return
-        inputs = planned_locks(config, tool_fingerprint()).files
         env_names = sorted(read_json(config.paths.env_json, {}) or {})
         if report.ran:
             log = noop_output(config, options, report, out, err)
         write_record(
             config.app_dir,
+            inputs,
             key=run_key(record, env_names, out, err),
-            started_ns=started_ns,
-            shipped=[*tree.files, *tree.ignore_files],
-            folders=tree.dirs,
-            inputs=inputs,
             env_names=env_names,
             output=log,
             took=format_seconds(report.seconds),
             written=written,
-            app_folder=app_folder,
         )
     except (FlashError, OSError):
         return  # no record: the next build runs in full, as it would have anyway
