@@ -37,7 +37,7 @@ from .config import BuildConfig, source_date_epoch
 from .errors import BuildError, FlashError
 from .quick import tool_fingerprint as tool_fingerprint
 from .stage import read_json, source_stamp, write_json, write_text_atomic
-from .store import HandlersState, StageState
+from .store import GroupsState, HandlersState, StageState
 
 PHASES = ("files", "stage", "scan", "manifest", "lock", "install", "handlers", "archive")
 def scan_target(config: BuildConfig, rel: str) -> Path:
@@ -130,31 +130,90 @@ def _source_sha256(config: BuildConfig, rel: str) -> str | None:
         return None
 
 
-def manifest_action(config: BuildConfig, py_files: list[str]) -> None:
-    from .manifest import BuildOptions, build_manifest
-    from .store import GroupsState, read_state
+def manifest_action(config: BuildConfig, py_files: list[str], tool: str) -> None:
+    from .store import read_state
 
     scans = {rel: _load_scan(config, rel) for rel in py_files}
     stage = read_state(config.paths.stage_json, StageState)
+    fingerprint = stage.fingerprint if stage is not None else None
     epoch = source_date_epoch()
     import datetime
 
     generated_at = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    previous = read_state(config.paths.groups_json, GroupsState)
+    inputs = _manifest_inputs(config, scans, generated_at, tool)
+    if previous is not None and fingerprint is not None and previous.inputs == inputs and _refingerprint(config, previous, fingerprint):
+        return
+    from .manifest import BuildOptions, build_manifest
+
     options = BuildOptions(project_name=config.project_name, python_version=config.python_version, generated_at=generated_at)
     result = build_manifest(scans, options, os.environ)
-    result.manifest.source_fingerprint = stage.fingerprint if stage is not None else None
+    result.manifest.source_fingerprint = fingerprint
     text = result.manifest.to_json()
     # .flash/flash_manifest.json is published by the archive task, next to the artifact it describes.
     write_text_atomic(config.paths.build_manifest, text)
+    write_json(config.paths.env_json, result.env_used)
+    write_json(config.paths.warnings_json, [w.render() for w in result.warnings])
     groups = GroupsState(
         python_version=result.manifest.python_version,
         groups=result.groups,
         # The manifest ships as it is, so its record lives here.
         manifest_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        inputs=_manifest_inputs(config, scans, generated_at, tool),  # with the variables this run read
     )
     write_json(config.paths.groups_json, groups.model_dump(mode="json"))
-    write_json(config.paths.env_json, result.env_used)
-    write_json(config.paths.warnings_json, [w.render() for w in result.warnings])
+
+
+def _manifest_inputs(config: BuildConfig, scans: dict[str, Any], generated_at: str, tool: str) -> str:
+    """A digest of everything the manifest is made from but the source fingerprint.
+
+    The variables are those the last manifest read (``env.json``): with the same
+    scans and the same values of those, the same ones are read again.
+    """
+    read = read_json(config.paths.env_json)
+    names = sorted(read) if isinstance(read, dict) else None
+    inputs = {
+        "scans": scans,
+        "project": config.project_name,
+        "python": config.python_version,
+        "generated_at": generated_at,
+        "tool": tool,
+        "env": {name: os.environ.get(name) for name in names} if names is not None else None,
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def _refingerprint(config: BuildConfig, groups: GroupsState, fingerprint: str) -> bool:
+    """Write the last manifest again with another source fingerprint; False when it cannot be.
+
+    An edit that leaves every scan as it was (a comment, a function's body)
+    changes only the fingerprint of the sources, so the manifest need not be
+    made again (nor its modules loaded). Only a manifest that is the one its
+    record names, laid out as ``Manifest.to_json`` lays it out, is changed;
+    the phase's other state files must be intact.
+    """
+    try:
+        old = config.paths.build_manifest.read_bytes()
+    except OSError:
+        return False
+    if hashlib.sha256(old).hexdigest() != groups.manifest_sha256:
+        return False
+    if read_json(config.paths.env_json) is None or read_json(config.paths.warnings_json) is None:
+        return False
+    try:
+        data = json.loads(old)
+    except (ValueError, RecursionError):
+        return False
+    if not isinstance(data, dict) or not isinstance(data.get("source_fingerprint"), str):
+        return False
+    if json.dumps(data, indent=2).encode("utf-8") != old:
+        return False
+    data["source_fingerprint"] = fingerprint
+    text = json.dumps(data, indent=2)
+    write_text_atomic(config.paths.build_manifest, text)
+    update = {"manifest_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+    write_json(config.paths.groups_json, groups.model_copy(update=update).model_dump(mode="json"))
+    return True
 
 
 def lock_action(config: BuildConfig, group: str) -> None:
@@ -458,7 +517,7 @@ def namespace(config: BuildConfig, reporter: type | None = None) -> dict[str, An
     def task_manifest() -> dict[str, Any]:
         """Join the scans into flash_manifest.json."""
         return {
-            "actions": [(guarded(manifest_action), [config, py_files])],
+            "actions": [(guarded(manifest_action), [config, py_files, tool])],
             "file_dep": [str(scan_target(config, f)) for f in py_files] + [str(paths.stage_json)],
             "targets": [str(paths.build_manifest), str(paths.groups_json), str(paths.env_json), str(paths.warnings_json)],
             "uptodate": [config_changed(manifest_config), EnvUnchanged(paths.env_json), ManifestIntact(paths)],

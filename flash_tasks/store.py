@@ -302,6 +302,8 @@ class GroupsState(BaseModel):
     python_version: str | None
     groups: dict[str, list[dict[str, str]]]
     manifest_sha256: str
+    #: A digest of what the manifest was made from, but its source fingerprint (``graph.manifest_action``).
+    inputs: str = ""
 
 
 def repairs_path(config: Any) -> Path:

@@ -476,3 +476,36 @@ def test_a_source_edited_after_it_was_staged_is_staged_again(app: Path, tmp_path
     build(clean)
     assert (app / ".flash" / "artifact.tar.gz").read_bytes() == (clean / ".flash" / "artifact.tar.gz").read_bytes()
     assert build(app).ran == []
+
+
+def test_an_edit_that_leaves_every_scan_as_it_was_only_refingerprints_the_manifest(
+    app: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flash_tasks import manifest
+
+    build(app)
+    made: list[str] = []
+    real = manifest.build_manifest
+
+    def spy(*args: object, **kwargs: object) -> object:
+        made.append("made")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(manifest, "build_manifest", spy)
+    before = json.loads((app / ".flash" / "flash_manifest.json").read_text())
+    text = app / "workers" / "text.py"
+    text.write_text(text.read_text() + "\n# a trailing comment changes no scan\n")
+    assert "manifest" in build(app).ran and made == []
+    after = json.loads((app / ".flash" / "flash_manifest.json").read_text())
+    assert after["source_fingerprint"] != before["source_fingerprint"]
+    assert {**after, "source_fingerprint": None} == {**before, "source_fingerprint": None}
+    clean = tmp_path / "clean" / app.name
+    shutil.copytree(app, clean, ignore=shutil.ignore_patterns(".flash"))
+    build(clean)
+    assert made == ["made"]  # the clean build made its manifest
+    for name in ("flash_manifest.json", "artifact.tar.gz"):
+        assert (app / ".flash" / name).read_bytes() == (clean / ".flash" / name).read_bytes(), name
+    text.write_text(text.read_text().replace("workers=2", "workers=(1, 4)"))
+    build(app)
+    assert made == ["made", "made"]
+    assert json.loads((app / ".flash" / "flash_manifest.json").read_text())["resources"]["text-tools"] != after["resources"]["text-tools"]
