@@ -75,16 +75,18 @@ import struct
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from flash_tasks.archive_entries import ROOT, DamagedSource, Entry, walk_entries
 from flash_tasks.errors import BuildError
 from flash_tasks.store import record_digest
 from flash_tasks.tarheader import BLOCK, DEFAULT_MTIME, archive_mtime, padding, tar_header, tar_name
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 __all__ = [
     "COMPRESSOR",
@@ -418,6 +420,8 @@ def write_segments_parallel(
     n = min(workers or os.cpu_count() or 1, len(jobs))
     if n <= 1:
         return [write_segment(entries, out) for entries, out in jobs]
+    from concurrent.futures import ThreadPoolExecutor  # an edit writes one segment: no pool, no import
+
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="flash-archive") as pool:
         futures: list[Future[SegmentInfo]] = [
             pool.submit(write_segment, entries, out) for entries, out in jobs
