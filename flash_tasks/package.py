@@ -243,7 +243,8 @@ def plan_segments(config: BuildConfig) -> tuple[list[str], list[DistSegments]]:
         tops = set(dist.get("top_level", ()))
         own_tops = sorted(t for t in tops if owners[t] == 1 and t not in local_tops)
         if tops - set(own_tops):
-            fresh.extend(f for f, _ in _dist_files(build, dist) if _keep(f) and f.split("/", 1)[0] not in own_tops)
+            # The top-level test first: it is cheap, and rules out most of a big distribution's files.
+            fresh.extend(f for f, _ in _dist_files(build, dist) if f.split("/", 1)[0] not in own_tops and _keep(f))
         if not own_tops:
             continue
         name = f"{dist['name']}-{dist['version']}"
@@ -388,12 +389,12 @@ def _build_archive(config: BuildConfig, repairs: list[str]) -> None:
     for group in cached:
         if not all(p.name in valid for p in group.paths):
             own = set(group.own_tops)
-            listed = [(f, e) for f, e in _dist_files(build, group.dist) if _keep(f) and f.split("/", 1)[0] in own]
+            listed = [(f, e) for f, e in _dist_files(build, group.dist) if f.split("/", 1)[0] in own and _keep(f)]
             entries = _entries(build, [f for f, _ in listed], with_root=False, expect=dict(listed))
             for chunk, target in zip(_chunks(entries, len(group.paths)), group.paths, strict=False):
                 jobs.append((chunk, target))
     try:
-        infos = write_segments_parallel(jobs)
+        infos = write_segments_parallel(jobs, scratch={fresh_path})  # the fresh segment is copied into the artifact, then deleted
         index = SegmentIndex(segments=dict(valid))
         for info in infos[1:]:
             stamp = Stamp.of(info.path)
