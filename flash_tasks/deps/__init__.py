@@ -42,7 +42,7 @@ _HOMES = {
     "InstallResult": "installer",
     "InstallState": "installed",
     "InstalledDistribution": "installed",
-    "LOCK_FORMAT": "settings",
+    "LOCK_FORMAT": "base",
     "LockEntry": "locks",
     "LockFile": "locks",
     "LockLayout": "locks",
@@ -65,6 +65,7 @@ _HOMES = {
 }
 
 if TYPE_CHECKING:
+    from .base import LOCK_FORMAT
     from .installed import InstalledDistribution, InstallState, load_install_state
     from .installer import InstallResult, install
     from .locks import (
@@ -92,7 +93,6 @@ if TYPE_CHECKING:
     from .sdk import bundle_runpod_flash
     from .settings import (
         DEFAULT_PLATFORM,
-        LOCK_FORMAT,
         SDK_NAMES,
         DepsSettings,
         IndexSettings,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from .settings import LOCK_FORMAT, _Model
+from .base import LOCK_FORMAT, _Model
 
 if TYPE_CHECKING:
     from .locks import ExcludedPackage

@@ -10,9 +10,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..errors import DependencyError
+from .base import _Model
 from .installed import InstalledDistribution, InstallState, file_sha256, load_install_state
 from .locks import ExcludedPackage, LockEntry, _write_atomic, read_lock
-from .settings import DepsSettings, _Model
+from .settings import DepsSettings
 from .uv import _dependency_error, _run_uv, _target_args, _UvRun, uv_says, uv_says_all
 
 # ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..config import lock_file_name
 from ..errors import DependencyError
 from ..stage import remove_path
+from .base import LOCK_FORMAT, _Model
 from .lockfile import _checked_text, _content_line
 from .requirements import (
     GroupSpec,
@@ -21,7 +22,7 @@ from .requirements import (
     _logical_lines,
     parse_requirement,
 )
-from .settings import LOCK_FORMAT, DepsSettings, ExclusionReason, _Model
+from .settings import DepsSettings, ExclusionReason
 from .uv import (
     _dependency_error,
     _first_cause,

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from ..errors import BuildError, FlashError
-from .settings import MAX_REQUIREMENTS_BYTES, _Model
+from .base import MAX_REQUIREMENTS_BYTES, _Model
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -6,10 +6,11 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from .. import catalog
 from ..config import exclusion_names
+from .base import LOCK_FORMAT, _Model
 
 # ---------------------------------------------------------------------------
 # Constants
@@ -19,10 +20,6 @@ from ..config import exclusion_names
 SDK_NAMES: tuple[str, ...] = ("runpod-flash",)
 #: uv's target for the worker: accepts manylinux_2_28 down to manylinux2014/_2_17 wheels.
 DEFAULT_PLATFORM = "x86_64-manylinux_2_28"
-#: Bumped whenever the lock or state layout changes, so old files are redone.
-LOCK_FORMAT = 1
-#: A requirements file bigger than this is not a requirements file (``-r /dev/zero``, a data file).
-MAX_REQUIREMENTS_BYTES = 4 * 1024 * 1024
 
 PythonVersion = Literal["3.10", "3.11", "3.12"]
 ExclusionReason = Literal["always", "user", "sdk"]
@@ -33,10 +30,6 @@ _PLATFORM_RE = re.compile(r"x86_64-(?:manylinux(?:2014|_2_\d+)|unknown-linux-gnu
 # ---------------------------------------------------------------------------
 # Settings
 # ---------------------------------------------------------------------------
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class IndexSettings(_Model):

@@ -160,7 +160,7 @@ def _candidates(config: BuildConfig) -> dict[str, bool]:
 
 def _same_files(opened: list[tuple[str, str, str]]) -> bool:
     """Whether each file still resolves where it did and holds the bytes that were parsed."""
-    from .settings import MAX_REQUIREMENTS_BYTES
+    from .base import MAX_REQUIREMENTS_BYTES
 
     for named, resolved, sha256 in opened:
         if str(Path(named).resolve()) != resolved:
