@@ -444,3 +444,21 @@ def test_a_terminal_on_stderr_alone_is_a_different_run(
     monkeypatch.setattr(sys, "stderr", Terminal())
     assert main(["build", "-C", str(app), *index_args]) == 0
     assert verdicts == [quick.BUILD]
+
+
+def test_the_package_digests_follow_its_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read once while the files keep their stamps; an edit is seen, one in commands/ by the run key only."""
+    (tmp_path / "commands").mkdir()
+    (tmp_path / "graph.py").write_text("A = 1\n")
+    (tmp_path / "commands" / "output.py").write_text("B = 1\n")
+    monkeypatch.setattr(quick, "_package_sources", lambda: [(p.relative_to(tmp_path).as_posix(), str(p)) for p in sorted(tmp_path.rglob("*.py"))])
+    monkeypatch.setattr(quick, "_DIGESTS", {})
+    build, everything = quick._package_digests()
+    (tmp_path / "commands" / "output.py").write_text("B = 2\n")
+    after_output = quick._package_digests()
+    assert after_output[0] == build and after_output[1] != everything
+    (tmp_path / "graph.py").write_text("A = 2\n")
+    after_graph = quick._package_digests()
+    assert after_graph[0] != build and quick.tool_fingerprint() == after_graph[0][:16]
+    (tmp_path / "graph.py").write_text("A = 1\n")  # back as it was: the same digest again
+    assert quick._package_digests()[0] == build
