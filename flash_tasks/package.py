@@ -49,7 +49,7 @@ from .store import (
     _members_check,
     artifact_record_path,
     check_file,
-    content_hash,
+    hash_record_rows,
     load,
     read_record,
     read_state,
@@ -119,13 +119,17 @@ def _read_dist_files(build: Path, dist: dict[str, Any]) -> list[tuple[str, str |
         rows = read_record(build / dist_info / "RECORD")
     except (OSError, UnicodeDecodeError, ValueError):
         rows = None
-    if rows is None or content_hash(build, dist_info, rows) != dist.get("content_hash"):
+    if rows is None:
+        raise DamagedDistribution(str(dist["name"]))
+    digest_now, regular = hash_record_rows(build, dist_info, rows)
+    if digest_now != dist.get("content_hash"):
         raise DamagedDistribution(str(dist["name"]))
     listed = {_posix(path): (digest or None) for path, digest, _ in rows if not path.startswith("..")}
     for extra in _walk_files(build, dist_info):
         listed.setdefault(extra, None)
     root = os.fspath(build)
-    return sorted((f, digest) for f, digest in listed.items() if os.path.lexists(os.path.join(root, f)))
+    # A path just found as a regular file (under the same spelling) is there; the others are looked at.
+    return sorted((f, digest) for f, digest in listed.items() if f in regular or os.path.lexists(os.path.join(root, f)))
 
 
 def _posix(path: str) -> str:

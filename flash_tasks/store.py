@@ -15,6 +15,7 @@ import base64
 import errno
 import hashlib
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any, TypeVar
@@ -176,12 +177,21 @@ def content_hash(build_dir: Path, dist_info: str, rows: list[tuple[str, str, str
 
     Rows without a digest (RECORD itself aside) are hashed from the file, so the
     value also covers them; files listed but absent are left out (and so change it).
+    """
+    return hash_record_rows(build_dir, dist_info, rows)[0]
+
+
+def hash_record_rows(build_dir: Path, dist_info: str, rows: list[tuple[str, str, str]]) -> tuple[str, set[str]]:
+    """``content_hash``, and the rows' paths that were found as regular files.
+
     Works on plain strings: this runs over every row of a big distribution's
     RECORD whenever the archive step lists its files.
     """
     hasher = hashlib.sha256()
     record_row = f"{dist_info}/RECORD"
     root = os.fspath(build_dir)
+    lines: list[str] = []
+    found: set[str] = set()
     for relative, digest, length in sorted(rows):
         if relative == record_row:
             continue
@@ -198,21 +208,27 @@ def content_hash(build_dir: Path, dist_info: str, rows: list[tuple[str, str, str
             continue  # absent, as ``Path.is_file`` says
         except ValueError:
             continue
+        found.add(relative)
         if not digest or not length.isdigit():
             with open(target, "rb") as handle:
                 data = handle.read()
             digest = record_digest(hashlib.sha256(data).digest())
             length = str(len(data))
-        hasher.update(f"{relative}\0{digest}\0{length}\n".encode())
-    return "sha256:" + hasher.hexdigest()
+        lines.append(f"{relative}\0{digest}\0{length}\n")
+    hasher.update("".join(lines).encode())
+    return "sha256:" + hasher.hexdigest(), found
 
 
+#: What ``os.path.normpath`` would change in a path that starts with neither "/" nor ".".
+_ODD_PARTS = re.compile(r"//|/\.\.?(/|$)|/$")
 #: The errors for which ``Path.is_file`` answers False instead of raising.
 _NOT_THERE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
 
 
 def _normal_inside(relative: str) -> str | None:
     """``relative`` normalised, or None when it leaves the build folder (RECORD paths may say ``..``)."""
+    if relative and not relative.startswith(("/", ".")) and _ODD_PARTS.search(relative) is None:
+        return relative  # already normal, as nearly every RECORD path is (normpath is slow)
     normal = os.path.normpath(relative)
     if os.path.isabs(normal) or normal in (".", "") or normal == ".." or normal.startswith(".." + os.sep):
         return None
