@@ -509,3 +509,18 @@ def test_an_edit_that_leaves_every_scan_as_it_was_only_refingerprints_the_manife
     build(app)
     assert made == ["made", "made"]
     assert json.loads((app / ".flash" / "flash_manifest.json").read_text())["resources"]["text-tools"] != after["resources"]["text-tools"]
+
+
+def test_a_requirement_file_replaced_by_a_pipe_is_refused_not_waited_for(app: Path, tmp_path: Path) -> None:
+    """The lock plan's record re-reads the files it was made from: never by waiting on a pipe."""
+    extra = tmp_path / "reqs" / "extra.txt"
+    extra.parent.mkdir()
+    extra.write_text("tinydep==1.0\n")
+    (app / "requirements.txt").write_text(f"-r {extra}\n")
+    build(app)
+    extra.unlink()
+    os.mkfifo(extra)
+    command = [sys.executable, "-m", "flash_tasks", "build", "-C", str(app), *index_flags()]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert "is not a regular file" in result.stderr and "Traceback" not in result.stderr

@@ -166,7 +166,12 @@ def _same_files(opened: list[tuple[str, str, str]]) -> bool:
         if str(Path(named).resolve()) != resolved:
             return False
         try:
-            with open(resolved, "rb") as handle:
+            # Opened without waiting: a pipe put where a file was must not hang the build.
+            fd = os.open(resolved, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        except OSError:
+            return False
+        try:
+            with open(fd, "rb", closefd=True) as handle:
                 if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
                     return False  # never read a pipe or a device here
                 data = handle.read(MAX_REQUIREMENTS_BYTES + 1)
