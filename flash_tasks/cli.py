@@ -15,7 +15,6 @@ dependency resolution or download failure, 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import sys
 from collections.abc import Sequence
@@ -372,6 +371,8 @@ def split_command(argv: Sequence[str]) -> tuple[list[str], str | None, list[str]
 
 
 def _close(word: str, choices: Sequence[str]) -> str | None:
+    import difflib  # only for a mistyped command or option
+
     found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return found[0] if found else None
 

@@ -7,7 +7,9 @@ Paths derived from it live here too, so every phase agrees on the layout of
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
@@ -150,6 +152,8 @@ class BuildConfig(BaseModel):
     @field_validator("include")
     @classmethod
     def _only_always_excluded(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not any(v.strip() for v in value):
+            return ()  # the usual case: no need to load packaging for it
         from packaging.utils import canonicalize_name
 
         names = {canonicalize_name(v.strip()) for v in value if v.strip()}
@@ -177,6 +181,17 @@ class BuildConfig(BaseModel):
         return BuildPaths(self.app_dir, self.output)
 
 
+_GROUP_FILE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def lock_file_name(group: str) -> str:
+    """The file name of a resource group's lock under ``.flash/locks`` (made filesystem-safe)."""
+    if _GROUP_FILE_RE.fullmatch(group):
+        return f"{group}.txt"
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", group).strip("._") or "group"
+    return f"{safe}-{hashlib.sha256(group.encode()).hexdigest()[:8]}.txt"
+
+
 class BuildPaths:
     """Where everything lives under ``<app>/.flash``."""
 
@@ -199,7 +214,14 @@ class BuildPaths:
         self.warnings_json = self.state / "warnings.json"
         self.handlers_json = self.state / "handlers.json"
         self.install_json = self.state / "installed.json"
+        #: The record of the SDK files copied into ``.build`` (what the artifact ships of it).
+        self.sdk_copy_json = self.state / "sdk-copy.json"
+        #: The union of the group locks, which the build folder is installed from.
+        self.combined_lock = self.locks / "install.lock"
         self.artifact = self.flash / output
+
+    def group_lock(self, group: str) -> Path:
+        return self.locks / lock_file_name(group)
 
 
 def _pyproject_table(app_dir: Path) -> tuple[Path, dict[str, Any]]:

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
 
-from pathspec import GitIgnoreSpec
-
 from flash_tasks.errors import BuildError
 
 __all__ = [
@@ -63,6 +61,58 @@ BUILTIN_IGNORES: tuple[str, ...] = (
     "!README.md",
 )
 """Patterns (gitignore syntax) every app ignores, applied after its root ``.gitignore``."""
+
+#: What pathspec makes of the built-in lines and of lines common in Python projects'
+#: .gitignore (as ``_compile_line`` passes them: trailing "/" off), so that an app whose
+#: ignore files hold nothing else never imports it: that import took about 20 ms of every
+#: build. tests/test_files.py checks each rule against pathspec's own.
+KNOWN_LINES: dict[str, tuple[str, bool]] = {
+    '.build': ('^(?:.+/)?\\.build(?:(?P<ps_d>/)|$)', True),
+    '.flash': ('^(?:.+/)?\\.flash(?:(?P<ps_d>/)|$)', True),
+    '.runpod': ('^(?:.+/)?\\.runpod(?:(?P<ps_d>/)|$)', True),
+    '*.tar.gz': ('^(?:.+/)?[^/]*\\.tar\\.gz(?:(?P<ps_d>/)|$)', True),
+    '.git': ('^(?:.+/)?\\.git(?:(?P<ps_d>/)|$)', True),
+    '.gitignore': ('^(?:.+/)?\\.gitignore(?:(?P<ps_d>/)|$)', True),
+    '__pycache__': ('^(?:.+/)?__pycache__(?:(?P<ps_d>/)|$)', True),
+    '*.pyc': ('^(?:.+/)?[^/]*\\.pyc(?:(?P<ps_d>/)|$)', True),
+    '*.pyo': ('^(?:.+/)?[^/]*\\.pyo(?:(?P<ps_d>/)|$)', True),
+    '*.pyd': ('^(?:.+/)?[^/]*\\.pyd(?:(?P<ps_d>/)|$)', True),
+    '*.egg-info': ('^(?:.+/)?[^/]*\\.egg\\-info(?:(?P<ps_d>/)|$)', True),
+    'dist': ('^(?:.+/)?dist(?:(?P<ps_d>/)|$)', True),
+    'build': ('^(?:.+/)?build(?:(?P<ps_d>/)|$)', True),
+    '.venv': ('^(?:.+/)?\\.venv(?:(?P<ps_d>/)|$)', True),
+    'venv': ('^(?:.+/)?venv(?:(?P<ps_d>/)|$)', True),
+    'env': ('^(?:.+/)?env(?:(?P<ps_d>/)|$)', True),
+    '.vscode': ('^(?:.+/)?\\.vscode(?:(?P<ps_d>/)|$)', True),
+    '.idea': ('^(?:.+/)?\\.idea(?:(?P<ps_d>/)|$)', True),
+    '.env': ('^(?:.+/)?\\.env(?:(?P<ps_d>/)|$)', True),
+    '.env.local': ('^(?:.+/)?\\.env\\.local(?:(?P<ps_d>/)|$)', True),
+    'tests': ('^(?:.+/)?tests(?:(?P<ps_d>/)|$)', True),
+    'test_*.py': ('^(?:.+/)?test_[^/]*\\.py(?:(?P<ps_d>/)|$)', True),
+    '*_test.py': ('^(?:.+/)?[^/]*_test\\.py(?:(?P<ps_d>/)|$)', True),
+    'docs': ('^(?:.+/)?docs(?:(?P<ps_d>/)|$)', True),
+    '*.md': ('^(?:.+/)?[^/]*\\.md(?:(?P<ps_d>/)|$)', True),
+    '!README.md': ('^(?:.+/)?README\\.md(?:(?P<ps_d>/)|$)', False),
+    '*.log': ('^(?:.+/)?[^/]*\\.log(?:(?P<ps_d>/)|$)', True),
+    '.DS_Store': ('^(?:.+/)?\\.DS_Store(?:(?P<ps_d>/)|$)', True),
+    '.pytest_cache': ('^(?:.+/)?\\.pytest_cache(?:(?P<ps_d>/)|$)', True),
+    '.mypy_cache': ('^(?:.+/)?\\.mypy_cache(?:(?P<ps_d>/)|$)', True),
+    '.ruff_cache': ('^(?:.+/)?\\.ruff_cache(?:(?P<ps_d>/)|$)', True),
+    'node_modules': ('^(?:.+/)?node_modules(?:(?P<ps_d>/)|$)', True),
+    '.coverage': ('^(?:.+/)?\\.coverage(?:(?P<ps_d>/)|$)', True),
+    'htmlcov': ('^(?:.+/)?htmlcov(?:(?P<ps_d>/)|$)', True),
+    '.tox': ('^(?:.+/)?\\.tox(?:(?P<ps_d>/)|$)', True),
+    '*.so': ('^(?:.+/)?[^/]*\\.so(?:(?P<ps_d>/)|$)', True),
+    '*.egg': ('^(?:.+/)?[^/]*\\.egg(?:(?P<ps_d>/)|$)', True),
+    '.env.*': ('^(?:.+/)?\\.env\\.[^/]*(?:(?P<ps_d>/)|$)', True),
+    '*.swp': ('^(?:.+/)?[^/]*\\.swp(?:(?P<ps_d>/)|$)', True),
+    '.ipynb_checkpoints': ('^(?:.+/)?\\.ipynb_checkpoints(?:(?P<ps_d>/)|$)', True),
+    '.python-version': ('^(?:.+/)?\\.python\\-version(?:(?P<ps_d>/)|$)', True),
+    '__pypackages__': ('^(?:.+/)?__pypackages__(?:(?P<ps_d>/)|$)', True),
+    '.cache': ('^(?:.+/)?\\.cache(?:(?P<ps_d>/)|$)', True),
+    'wheels': ('^(?:.+/)?wheels(?:(?P<ps_d>/)|$)', True),
+    '*.whl': ('^(?:.+/)?[^/]*\\.whl(?:(?P<ps_d>/)|$)', True),
+}
 
 GITIGNORE = ".gitignore"
 """Name of the ignore files; they configure the build and never ship themselves."""
@@ -309,6 +359,11 @@ def _compile_line(line: str) -> _Rule | None:
         # The space was protected by the "/" that followed it; keep it protected
         # so pathspec does not strip it again.
         line = line[:-1] + "\\ "
+    known = KNOWN_LINES.get(line)
+    if known is not None:
+        return _Rule(regex=re.compile(known[0]), ignore=known[1], dir_only=dir_only)
+    from pathspec import GitIgnoreSpec
+
     try:
         patterns = GitIgnoreSpec.from_lines([line]).patterns
     except ValueError:

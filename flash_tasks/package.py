@@ -53,7 +53,7 @@ from .store import (
     _members_check,
     artifact_record_path,
     check_file,
-    content_hash,
+    hash_record_rows,
     load,
     read_record,
     read_state,
@@ -93,7 +93,7 @@ def _walk_files(root: Path, top: str) -> list[str]:
 
 
 def _distributions(config: BuildConfig) -> dict[str, Any]:
-    from .deps.installer import load_install_state
+    from .deps.installed import load_install_state
 
     state = load_install_state(config.paths.install_json)
     if state is None:
@@ -123,12 +123,24 @@ def _read_dist_files(build: Path, dist: dict[str, Any]) -> list[tuple[str, str |
         rows = read_record(build / dist_info / "RECORD")
     except (OSError, UnicodeDecodeError, ValueError):
         rows = None
-    if rows is None or content_hash(build, dist_info, rows) != dist.get("content_hash"):
+    if rows is None:
         raise DamagedDistribution(str(dist["name"]))
-    listed = {PurePosixPath(path).as_posix(): (digest or None) for path, digest, _ in rows if not path.startswith("..")}
+    digest_now, regular = hash_record_rows(build, dist_info, rows)
+    if digest_now != dist.get("content_hash"):
+        raise DamagedDistribution(str(dist["name"]))
+    listed = {_posix(path): (digest or None) for path, digest, _ in rows if not path.startswith("..")}
     for extra in _walk_files(build, dist_info):
         listed.setdefault(extra, None)
-    return sorted((f, digest) for f, digest in listed.items() if os.path.lexists(build / f))
+    root = os.fspath(build)
+    # A path just found as a regular file (under the same spelling) is there; the others are looked at.
+    return sorted((f, digest) for f, digest in listed.items() if f in regular or os.path.lexists(os.path.join(root, f)))
+
+
+def _posix(path: str) -> str:
+    """``PurePosixPath(path).as_posix()``, without building a path object for the usual, clean path."""
+    if "//" in path or path.startswith("./") or "/./" in path or path.endswith(("/", "/.")) or path in ("", "."):
+        return PurePosixPath(path).as_posix()
+    return path
 
 
 class DamagedDistribution(BuildError):
@@ -141,15 +153,13 @@ class DamagedDistribution(BuildError):
 
 def _fresh_files(config: BuildConfig) -> list[str]:
     """The app's staged sources, the generated files and the SDK copy: exactly the files their records name."""
-    from .deps.sdk import sdk_record_path
-
     paths = config.paths
     stage = read_state(paths.stage_json, StageState)
     handlers = read_state(paths.handlers_json, HandlersState)
     files: set[str] = set(stage.files if stage else ())
     files.update(handlers.files if handlers else ())
     files.add(paths.build_manifest.relative_to(paths.build).as_posix())
-    sdk = load(TreeRecord, sdk_record_path(config))
+    sdk = load(TreeRecord, paths.sdk_copy_json)
     files.update(sdk.files if sdk is not None else _walk_files(paths.build, SDK_PACKAGE))
     return sorted(f for f in files if os.path.lexists(paths.build / f))
 
@@ -162,12 +172,13 @@ def _ensure_fresh(config: BuildConfig, repairs: list[str]) -> None:
     same name is refused, but only after it was written).
     """
 
-    from .deps.sdk import bundle_sdk, sdk_record_path
-    from .deps.tasks import settings_for
     from .graph import handlers_action, stage_action
 
     paths = config.paths
-    if not tree_intact(paths.build, load(TreeRecord, sdk_record_path(config))):
+    if not tree_intact(paths.build, load(TreeRecord, paths.sdk_copy_json)):
+        from .deps.sdk import bundle_sdk
+        from .deps.tasks import settings_for
+
         repairs.append("the SDK copy in .flash/.build was changed: copied again")
         groups = read_state(paths.groups_json, GroupsState)
         python = groups.python_version if groups else None
@@ -220,6 +231,11 @@ def segment_paths(config: BuildConfig, dist: dict[str, Any], own_tops: list[str]
     return [config.paths.segments / f"{name}-{key}.{i + 1}of{count}.gz" for i in range(count)]
 
 
+def spare_path(config: BuildConfig) -> Path:
+    """The previous artifact, kept to be cut after its dependency segments (see ``publish``)."""
+    return config.paths.state / "spare.tar.gz"
+
+
 def plan_segments(config: BuildConfig) -> tuple[list[str], list[DistSegments]]:
     """The fresh segment's files, and each distribution's cached segments.
 
@@ -246,7 +262,8 @@ def plan_segments(config: BuildConfig) -> tuple[list[str], list[DistSegments]]:
         tops = set(dist.get("top_level", ()))
         own_tops = sorted(t for t in tops if owners[t] == 1 and t not in local_tops)
         if tops - set(own_tops):
-            fresh.extend(f for f, _ in _dist_files(build, dist) if _keep(f) and f.split("/", 1)[0] not in own_tops)
+            # The top-level test first: it is cheap, and rules out most of a big distribution's files.
+            fresh.extend(f for f, _ in _dist_files(build, dist) if f.split("/", 1)[0] not in own_tops and _keep(f))
         if not own_tops:
             continue
         seg_paths = segment_paths(config, dist, own_tops, mtime)
@@ -387,7 +404,7 @@ def _build_archive(config: BuildConfig, repairs: list[str]) -> None:
     for group in cached:
         if not all(p.name in valid for p in group.paths):
             own = set(group.own_tops)
-            listed = [(f, e) for f, e in _dist_files(build, group.dist) if _keep(f) and f.split("/", 1)[0] in own]
+            listed = [(f, e) for f, e in _dist_files(build, group.dist) if f.split("/", 1)[0] in own and _keep(f)]
             entries = _entries(build, [f for f, _ in listed], with_root=False, expect=dict(listed))
             for chunk, target in zip(_chunks(entries, len(group.paths)), group.paths, strict=False):
                 jobs.append((chunk, target))
@@ -473,7 +490,7 @@ def publish(
     from .archive import assemble, replace_tail
 
     paths = config.paths
-    spare = paths.state / "spare.tar.gz"
+    spare = spare_path(config)
     work = paths.state / ".next.tar.gz"
     remove_path(work)
     keep = sum(m.size for m in prefix_members)

@@ -1,15 +1,16 @@
 """A no-op build answered from one record, before the build graph is loaded.
 
-A build that found nothing to do (every task up to date, nothing repaired)
-writes ``.flash/.state/quick.json``: the stamp of every file it depends on, the
-key of the run (this tool's code, the Python, the options, the working folder,
-the environment the build reads) and the output it printed. The next
-``flash build`` with the same key stats those files first. When every stamp is
-as recorded it prints the same output and stops, without importing the graph,
-doit or pydantic; any difference, a missing or damaged record, or an option
-this path does not take (``--json``, ``--explain``, ``-v``, ``--verify``,
-``--upgrade``, ``--watch``) runs the full build, which checks everything as
-before. Every full build deletes the record before it starts.
+A build that succeeded writes ``.flash/.state/quick.json``: the stamp of every
+file it depends on, the key of the run (this tool's code, the Python, the
+options, the working folder, the environment the build reads) and the output
+a build with nothing to do prints (what it printed, if it had nothing to do;
+else that output made without printing it). The next ``flash build`` with the
+same key stats those files first. When every stamp is as recorded it prints
+that output and stops, without importing the graph, doit or pydantic; any
+difference, a missing or damaged record, or an option this path does not take
+(``--json``, ``--explain``, ``-v``, ``--verify``, ``--upgrade``, ``--watch``)
+runs the full build, which checks everything as before. Every full build
+deletes the record before it starts.
 
 What is stamped: every file under ``.flash/`` (the artifact, the manifest,
 the state, the locks, all of ``.build/``), every file the app walk ships or
@@ -18,10 +19,13 @@ wherever they are) and every folder the walk entered, so a file added or
 removed anywhere the build looks changes a stamp. A stamp is
 ``(size, mtime_ns, ctime_ns, inode, mode, device)``: the change time cannot be
 set back by a program, so a file rewritten with its old modification time
-still differs. A record is not written when any of those files changed during
-the build or in the second before it (its change time says so), so it never
-describes inputs newer than the outputs beside it. An app that ships files
-through symbolic links gets no record (a link's target is not stamped).
+still differs. A record is not written when an input (a file or folder of the
+app, a requirement file) changed during the build or in the second before it
+(its change time says so), so it never describes inputs newer than the outputs
+beside it; nor when a file the build wrote under ``.flash/`` and recorded (the
+artifact, the spare, the cached segments, the copies in ``.build``) is not as
+the build's own record says it left it. An app that ships files through
+symbolic links gets no record (a link's target is not stamped).
 """
 
 from __future__ import annotations
@@ -29,14 +33,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import sys
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeGuard
 
 from . import __version__
-from .stage import read_json, write_json
+from .stage import write_bytes_atomic
 
 RECORD_NAME = "quick.json"
 #: In .flash/.state/ while a build runs (a killed build leaves it behind).
@@ -66,22 +72,55 @@ NOT_BUILD_INPUTS = frozenset({"commands", "templates"})
 Stamp = list[int]
 
 
+#: The package's digests (see ``_package_digests``), with the stamps of the files they were read from.
+_DIGESTS: dict[str, Any] = {}
+
+
+def _package_sources() -> list[tuple[str, str]]:
+    """The package's ``.py`` files as (POSIX path relative to the package, full path), in path order."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    found = []
+    for folder, _dirs, names in os.walk(package):
+        rel_folder = os.path.relpath(folder, package)
+        for name in names:
+            if name.endswith(".py"):
+                rel = name if rel_folder == "." else f"{rel_folder}/{name}".replace(os.sep, "/")
+                found.append((rel, os.path.join(folder, name)))
+    return sorted(found, key=lambda item: item[0].split("/"))
+
+
+def _package_digests() -> tuple[str, str]:
+    """Digests of the package's source: the modules that decide what a build makes, and all of them.
+
+    Read once per process while the files keep their stamps (a build asks for
+    them several times; opening 60 files costs more than stating them).
+    """
+    sources = _package_sources()
+    stamps = [(rel, _stamp(path)) for rel, path in sources]
+    if _DIGESTS.get("stamps") == stamps:
+        return _DIGESTS["digests"]  # type: ignore[no-any-return]
+    build = hashlib.sha256(__version__.encode())
+    everything = hashlib.sha256(__version__.encode())
+    for rel, path in sources:
+        with open(path, "rb") as handle:
+            data = handle.read()
+        for digest in (build, everything) if rel.split("/", 1)[0] not in NOT_BUILD_INPUTS else (everything,):
+            digest.update(rel.encode())
+            digest.update(data)
+    digests = (build.hexdigest(), everything.hexdigest())
+    _DIGESTS.update(stamps=stamps, digests=digests)
+    return digests
+
+
 def _digest_package(*, everything: bool) -> str:
-    package = Path(__file__).parent
-    digest = hashlib.sha256(__version__.encode())
-    for path in sorted(package.rglob("*.py")):
-        if not everything and path.relative_to(package).parts[0] in NOT_BUILD_INPUTS:
-            continue
-        digest.update(path.relative_to(package).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+    return _package_digests()[1 if everything else 0]
 
 
 def tool_fingerprint() -> str:
     """Identifies this tool's code: a new version or an edited module rebuilds.
 
-    Hashes the package's source (a few hundred KB, about a millisecond), so two
-    installs of the same code agree and any change to it is noticed.
+    Hashes the package's source (a few hundred KB), so two installs of the same
+    code agree and any change to it is noticed.
     """
     return _digest_package(everything=False)[:16]
 
@@ -167,22 +206,32 @@ def _walk_files(folder: str, skip: frozenset[str], into: dict[str, Stamp]) -> No
             into[entry.path] = stamp
 
 
-def write_record(
+@dataclass
+class Inputs:
+    """The stamps of a build's inputs, taken right after it: the app's files, then its folders."""
+
+    files: dict[str, Stamp]
+    dirs: dict[str, Stamp]
+
+
+def stamp_inputs(
     app_dir: Path,
     *,
-    key: str,
     started_ns: int,
     shipped: Iterable[str],
     folders: Iterable[str],
     inputs: Iterable[str],
-    env_names: Iterable[str],
-    output: OutputLog,
-    took: str,
-) -> bool:
-    """Record the build that just found nothing to do; False when it cannot be trusted to (see module)."""
+    app_folder: tuple[Stamp | None, Stamp | None],
+) -> Inputs | None:
+    """Stamp the inputs of the build that just succeeded; None when one changed during it or too close to its start.
+
+    ``shipped``: the app's files the walk found (and the ignore files it read),
+    ``folders`` the folders it entered (``""`` for the app's), ``inputs`` the
+    requirement files. ``app_folder``: the app folder's stamps before and after
+    the build made ``.flash`` in it (``make_flash_folder``), so that change is
+    not taken for someone else's.
+    """
     files: dict[str, Stamp] = {}
-    flash = app_dir / ".flash"
-    _walk_files(str(flash), UNSTAMPED, files)
     root = str(app_dir)
     for name in os.listdir(root):
         path = os.path.join(root, name)
@@ -193,21 +242,99 @@ def write_record(
     for path in [*(os.path.join(root, rel) for rel in shipped), *inputs]:
         stamp = _stamp(path)
         if stamp is None:
-            return False
+            return None
         files[path] = stamp
     dirs: dict[str, Stamp] = {}
+    changed = [s[2] for s in files.values()]  # change times
     for rel in folders:
         path = os.path.join(root, rel) if rel else root
         stamp = _stamp(path)
         if stamp is None:
-            return False
+            return None
         dirs[path] = stamp
-    newest = max((s[2] for s in (*files.values(), *dirs.values())), default=0)
-    if newest >= started_ns - RACY_MARGIN_NS:
-        return False
-    data = {"key": key, "files": files, "dirs": dirs, "env": sorted(env_names), "output": output.calls, "took": took}
-    write_json(record_path(app_dir), data)
+        if not rel:
+            before, after = app_folder
+            if before is None or stamp != after:
+                return None  # changed since the build made .flash in it (or began)
+            stamp = before
+        changed.append(stamp[2])
+    if max(changed, default=0) >= started_ns - RACY_MARGIN_NS:
+        return None  # an input changed during the build, or too close to its start to tell
+    return Inputs(files, dirs)
+
+
+def write_record(
+    app_dir: Path,
+    inputs: Inputs,
+    *,
+    key: str,
+    env_names: Iterable[str],
+    output: OutputLog,
+    took: str,
+    written: Mapping[str, tuple[int, int, int, int]],
+) -> bool:
+    """Record the build that just succeeded; False when it cannot be trusted to (see module).
+
+    ``written``: for files the build wrote under ``.flash/`` and recorded, the
+    ``(size, mtime_ns, inode, permission bits)`` it saw right after writing each;
+    a file that is not like that any more was changed by someone else since.
+    """
+    outputs: dict[str, Stamp] = {}
+    _walk_files(str(app_dir / ".flash"), UNSTAMPED, outputs)
+    for path, (size, mtime_ns, ino, mode) in written.items():
+        now = outputs.get(path)
+        if now is None or not stat.S_ISREG(now[4]) or [now[0], now[1], now[3], stat.S_IMODE(now[4])] != [size, mtime_ns, ino, mode]:
+            return False  # not as the build left it
+    # The app's files first: they are what changes between builds, and ``answer`` stops at the first difference.
+    files = {**inputs.files, **outputs}
+    data = {"key": key, "files": files, "dirs": inputs.dirs, "env": sorted(env_names), "output": output.calls, "took": took}
+    save_record(record_path(app_dir), data)
     return True
+
+
+#: The record's first line: this format's name and the sha256 of the JSON after it.
+RECORD_FORMAT = "flash-tasks-quick/1"
+
+
+def save_record(path: Path, data: dict[str, Any]) -> None:
+    """Write a record: a header line with the digest of the compact JSON that follows.
+
+    Not ``stage.write_json``: checking that envelope means serialising its data
+    again, and a record stamps every file under ``.flash/`` (thousands, with
+    installed packages); here the check is one digest of the bytes read.
+    """
+    body = json.dumps(data, separators=(",", ":")).encode()
+    write_bytes_atomic(path, f"{RECORD_FORMAT} {hashlib.sha256(body).hexdigest()}\n".encode() + body)
+
+
+def load_record(path: Path) -> Any:
+    """A record's data, or None when it is missing, damaged or not one."""
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    header, _, body = raw.partition(b"\n")
+    if header != f"{RECORD_FORMAT} {hashlib.sha256(body).hexdigest()}".encode():
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+
+
+def make_flash_folder(app_dir: Path) -> tuple[Stamp | None, Stamp | None]:
+    """Make ``.flash`` in the app folder if it is missing; the folder's stamps before and after.
+
+    Making it changes the app folder, which a record stamps as an input: with
+    these stamps a first build can tell that change (its own) from one made
+    by anyone else during the build (see ``write_record``).
+    """
+    before = _stamp(str(app_dir))
+    try:
+        os.mkdir(app_dir / ".flash")
+    except OSError:
+        return before, before  # there already (or it cannot be made: the build says why)
+    return before, _stamp(str(app_dir))
 
 
 def forget(app_dir: Path) -> None:
@@ -266,7 +393,7 @@ def answer(options: Mapping[str, Any], out: IO[str], err: IO[str]) -> str:
     flash = app_dir / ".flash"
     if (flash / ".state" / RUNNING_MARKER).exists():
         return BUILD
-    data = read_json(record_path(app_dir))
+    data = load_record(record_path(app_dir))
     if not isinstance(data, dict):
         return BUILD
     files = data.get("files")
@@ -325,7 +452,7 @@ def _replayable(calls: Any) -> TypeGuard[list[list[Any]]]:
 
 
 def _unchanged(data: dict[str, Any]) -> bool:
-    for group in ("files", "dirs"):
+    for group in ("dirs", "files"):  # the app's folders, its files, then .flash's
         stamps = data.get(group)
         if not isinstance(stamps, dict):
             return False

@@ -172,6 +172,15 @@ def fingerprint(app_dir: Path, files: Iterable[str]) -> str:
     return digest.hexdigest()
 
 
+def source_stamp(st: os.stat_result) -> list[int]:
+    """How the stage record remembers a source file it copied.
+
+    The change time and inode too: an edit that keeps the size and sets the old
+    mtime back is still copied again.
+    """
+    return [st.st_size, st.st_mtime_ns, st.st_mode & 0o777, st.st_ctime_ns, st.st_ino]
+
+
 def stage_sources(
     app_dir: Path, build_dir: Path, files: list[str], previous: dict[str, Any], *, verify: bool = False
 ) -> dict[str, Any]:
@@ -200,8 +209,7 @@ def stage_sources(
             st = src.stat()
         except OSError as exc:
             raise BuildError(f"cannot read {rel}: {exc.strerror}", path=rel) from None
-        # The change time and inode too: an edit that keeps the size and sets the old mtime back is still copied.
-        stamp = [st.st_size, st.st_mtime_ns, st.st_mode & 0o777, st.st_ctime_ns, st.st_ino]
+        stamp = source_stamp(st)
         dest = build_dir / rel
         copy = check_file(dest, old_copies.get(rel), verify=verify) if old.get(rel) == stamp else None
         if copy is None:

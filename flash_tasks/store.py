@@ -12,8 +12,10 @@ through pydantic models with a schema version: anything else is absent too.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any, TypeVar
@@ -176,28 +178,67 @@ def content_hash(build_dir: Path, dist_info: str, rows: list[tuple[str, str, str
     Rows without a digest (RECORD itself aside) are hashed from the file, so the
     value also covers them; files listed but absent are left out (and so change it).
     """
+    return hash_record_rows(build_dir, dist_info, rows)[0]
+
+
+def hash_record_rows(build_dir: Path, dist_info: str, rows: list[tuple[str, str, str]]) -> tuple[str, set[str]]:
+    """``content_hash``, and the rows' paths that were found as regular files.
+
+    Works on plain strings: this runs over every row of a big distribution's
+    RECORD whenever the archive step lists its files.
+    """
     hasher = hashlib.sha256()
     record_row = f"{dist_info}/RECORD"
+    root = os.fspath(build_dir)
+    lines: list[str] = []
+    found: set[str] = set()
     for relative, digest, length in sorted(rows):
         if relative == record_row:
             continue
-        target = inside(build_dir, relative)
-        if target is None or not target.is_file():
+        normal = _normal_inside(relative)
+        if normal is None:
             continue
+        target = os.path.join(root, normal)
+        try:
+            if not stat.S_ISREG(os.stat(target).st_mode):
+                continue
+        except OSError as exc:
+            if exc.errno not in _NOT_THERE:
+                raise
+            continue  # absent, as ``Path.is_file`` says
+        except ValueError:
+            continue
+        found.add(relative)
         if not digest or not length.isdigit():
-            data = target.read_bytes()
+            with open(target, "rb") as handle:
+                data = handle.read()
             digest = record_digest(hashlib.sha256(data).digest())
             length = str(len(data))
-        hasher.update(f"{relative}\0{digest}\0{length}\n".encode())
-    return "sha256:" + hasher.hexdigest()
+        lines.append(f"{relative}\0{digest}\0{length}\n")
+    hasher.update("".join(lines).encode())
+    return "sha256:" + hasher.hexdigest(), found
+
+
+#: What ``os.path.normpath`` would change in a path that starts with neither "/" nor ".".
+_ODD_PARTS = re.compile(r"//|/\.\.?(/|$)|/$")
+#: The errors for which ``Path.is_file`` answers False instead of raising.
+_NOT_THERE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
+
+
+def _normal_inside(relative: str) -> str | None:
+    """``relative`` normalised, or None when it leaves the build folder (RECORD paths may say ``..``)."""
+    if relative and not relative.startswith(("/", ".")) and _ODD_PARTS.search(relative) is None:
+        return relative  # already normal, as nearly every RECORD path is (normpath is slow)
+    normal = os.path.normpath(relative)
+    if os.path.isabs(normal) or normal in (".", "") or normal == ".." or normal.startswith(".." + os.sep):
+        return None
+    return normal
 
 
 def inside(build_dir: Path, relative: str) -> Path | None:
     """``build_dir / relative`` if that stays inside the build folder (RECORD paths may say ``..``)."""
-    normal = os.path.normpath(relative)
-    if os.path.isabs(normal) or normal in (".", "") or normal == ".." or normal.startswith(".." + os.sep):
-        return None
-    return build_dir / normal
+    normal = _normal_inside(relative)
+    return None if normal is None else build_dir / normal
 
 
 class TreeRecord(Record):
@@ -277,6 +318,8 @@ class GroupsState(BaseModel):
     python_version: str | None
     groups: dict[str, list[dict[str, str]]]
     manifest_sha256: str
+    #: A digest of what the manifest was made from, but its source fingerprint (``graph.manifest_action``).
+    inputs: str = ""
 
 
 def repairs_path(config: Any) -> Path:
@@ -354,3 +397,39 @@ def artifact_intact(config: Any) -> bool:
     return _annotated_copy(published, config.paths.build_manifest)
 
 
+
+
+def stamps_written(config: Any) -> dict[str, tuple[int, int, int, int]] | None:
+    """What the last build recorded of the files it wrote under ``.flash/``, as it saw them right after.
+
+    ``(size, mtime_ns, inode, permission bits)`` by path, from the records kept
+    with them: the artifact, the spare, the cached segments, the copies in
+    ``.build`` (staged sources, generated files, the SDK). None when the
+    artifact's record is missing or names another artifact, or the published
+    manifest is not the one that record names.
+    """
+    from .package import SegmentIndex, segment_index_path, spare_path, spare_record_path
+
+    paths = config.paths
+    artifact = load(ArtifactRecord, artifact_record_path(config))
+    if artifact is None or artifact.name != config.output:
+        return None
+    try:
+        if hashlib.sha256(paths.manifest.read_bytes()).hexdigest() != artifact.manifest_sha256:
+            return None
+    except OSError:
+        return None
+    stamps: dict[Path, Stamp] = {paths.artifact: artifact.stamp}
+    spare = load(ArtifactRecord, spare_record_path(config))
+    if spare is not None:
+        stamps[spare_path(config)] = spare.stamp
+    index = load(SegmentIndex, segment_index_path(config))
+    for name, record in (index.segments.items() if index is not None else ()):
+        stamps[paths.segments / name] = record.stamp
+    stage = read_state(paths.stage_json, StageState)
+    handlers = read_state(paths.handlers_json, HandlersState)
+    trees = [load(TreeRecord, paths.sdk_copy_json), stage.copies if stage else None, handlers.copies if handlers else None]
+    for tree in trees:
+        for rel, blob in (tree.files.items() if tree is not None else ()):
+            stamps[paths.build / rel] = blob.stamp
+    return {str(path): (s.size, s.mtime_ns, s.ino, s.mode) for path, s in stamps.items()}

@@ -452,3 +452,75 @@ def test_the_bundled_sdk_version_is_configurable(app: Path, local_index: Path, t
     assert b"1.20.0" in (app / ".flash" / ".build" / "runpod_flash" / "__init__.py").read_bytes()
     assert main(["build", "-C", str(app), "-q", "--no-index", "--find-links", str(index), "--runpod-flash-version", "1.21.0"]) == 0
     assert b"1.21.0" in (app / ".flash" / ".build" / "runpod_flash" / "__init__.py").read_bytes()
+
+
+def test_a_source_edited_after_it_was_staged_is_staged_again(app: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """doit takes a task's input stamps after the task ran: an edit made meanwhile must not pass for staged."""
+    build(app)
+    source = app / "workers" / "embed.py"
+    stage = graph.stage_action
+
+    def stage_then_edit(*args: object) -> None:
+        stage(*args)  # type: ignore[arg-type]
+        source.write_text(source.read_text() + "# edited after staging\n")
+
+    monkeypatch.setattr(graph, "stage_action", stage_then_edit)
+    source.write_text(source.read_text() + "# edited before the build\n")
+    build(app)
+    monkeypatch.setattr(graph, "stage_action", stage)
+    report = build(app)
+    assert "stage" in report.ran and "archive" in report.ran
+    assert (app / ".flash" / ".build" / "workers" / "embed.py").read_bytes() == source.read_bytes()
+    clean = tmp_path / "clean" / app.name
+    shutil.copytree(app, clean, ignore=shutil.ignore_patterns(".flash"))
+    build(clean)
+    assert (app / ".flash" / "artifact.tar.gz").read_bytes() == (clean / ".flash" / "artifact.tar.gz").read_bytes()
+    assert build(app).ran == []
+
+
+def test_an_edit_that_leaves_every_scan_as_it_was_only_refingerprints_the_manifest(
+    app: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flash_tasks import manifest
+
+    build(app)
+    made: list[str] = []
+    real = manifest.build_manifest
+
+    def spy(*args: object, **kwargs: object) -> object:
+        made.append("made")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(manifest, "build_manifest", spy)
+    before = json.loads((app / ".flash" / "flash_manifest.json").read_text())
+    text = app / "workers" / "text.py"
+    text.write_text(text.read_text() + "\n# a trailing comment changes no scan\n")
+    assert "manifest" in build(app).ran and made == []
+    after = json.loads((app / ".flash" / "flash_manifest.json").read_text())
+    assert after["source_fingerprint"] != before["source_fingerprint"]
+    assert {**after, "source_fingerprint": None} == {**before, "source_fingerprint": None}
+    clean = tmp_path / "clean" / app.name
+    shutil.copytree(app, clean, ignore=shutil.ignore_patterns(".flash"))
+    build(clean)
+    assert made == ["made"]  # the clean build made its manifest
+    for name in ("flash_manifest.json", "artifact.tar.gz"):
+        assert (app / ".flash" / name).read_bytes() == (clean / ".flash" / name).read_bytes(), name
+    text.write_text(text.read_text().replace("workers=2", "workers=(1, 4)"))
+    build(app)
+    assert made == ["made", "made"]
+    assert json.loads((app / ".flash" / "flash_manifest.json").read_text())["resources"]["text-tools"] != after["resources"]["text-tools"]
+
+
+def test_a_requirement_file_replaced_by_a_pipe_is_refused_not_waited_for(app: Path, tmp_path: Path) -> None:
+    """The lock plan's record re-reads the files it was made from: never by waiting on a pipe."""
+    extra = tmp_path / "reqs" / "extra.txt"
+    extra.parent.mkdir()
+    extra.write_text("tinydep==1.0\n")
+    (app / "requirements.txt").write_text(f"-r {extra}\n")
+    build(app)
+    extra.unlink()
+    os.mkfifo(extra)
+    command = [sys.executable, "-m", "flash_tasks", "build", "-C", str(app), *index_flags()]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert "is not a regular file" in result.stderr and "Traceback" not in result.stderr

@@ -69,9 +69,9 @@ class Compressions:
         self.jobs: list[int] = []
         real = archive.write_segments_parallel
 
-        def counting(jobs: Any, workers: int | None = None) -> Any:
+        def counting(jobs: Any, workers: int | None = None, **options: Any) -> Any:
             self.jobs.append(len(jobs))
-            return real(jobs, workers)
+            return real(jobs, workers, **options)
 
         monkeypatch.setattr(archive, "write_segments_parallel", counting)
 

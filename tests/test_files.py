@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -621,3 +623,57 @@ def test_agrees_with_git(tree: tuple[list[str], dict[str, list[str]]]) -> None:
         )
         expected = _git_shipped(repo)
         assert list_app_files(app) == sorted(expected)
+
+
+# --------------------------------------------------------------------------- rules known without pathspec
+
+
+def _verdict(regex: object, path: str) -> bool:
+    """Whether a rule's regex matches ``path`` itself (not through the "below a directory" group)."""
+    match = regex.search(path)  # type: ignore[attr-defined]
+    return match is not None and match.lastindex is None
+
+
+def _sample_paths(line: str) -> list[str]:
+    name = line.lstrip("!")
+    names = {name.replace("*", ""), name.replace("*", "x"), name.replace("*", "a.b"), name.upper(), "x" + name, name + "x"}
+    names.discard("")
+    out = []
+    for n in sorted(names):
+        out += [n, f"sub/{n}", f"a/b/{n}", f"{n}/inner.py", f"sub/{n}/deeper/file", f"{n}.bak", f".{n}", "plain.py"]
+    return out
+
+
+def test_every_known_line_is_what_pathspec_makes_of_it() -> None:
+    """The table that spares most builds the pathspec import must not say anything pathspec would not."""
+    from pathspec import GitIgnoreSpec
+
+    from flash_tasks.files import KNOWN_LINES
+
+    for line, (pattern, include) in KNOWN_LINES.items():
+        theirs = GitIgnoreSpec.from_lines([line]).patterns[0]
+        assert bool(theirs.include) == include, line
+        ours = re.compile(pattern)
+        for path in _sample_paths(line):
+            assert _verdict(ours, path) == _verdict(theirs.regex, path), (line, path)
+
+
+def test_builtin_lines_are_all_known() -> None:
+    from flash_tasks.files import KNOWN_LINES
+
+    for raw in BUILTIN_IGNORES:
+        assert raw.removesuffix("/") in KNOWN_LINES, raw
+
+
+def test_an_app_whose_ignore_lines_are_all_known_does_not_import_pathspec(tmp_path: Path) -> None:
+    make_tree(tmp_path, ["main.py", "pkg/mod.py", "pkg/__pycache__/mod.pyc", "notes.log"])
+    gitignore(tmp_path, "__pycache__/", "*.log", ".DS_Store")
+    probe = (
+        "import sys\nfrom pathlib import Path\nfrom flash_tasks.files import scan_app_tree\n"
+        f"print(scan_app_tree(Path({str(tmp_path)!r})).files, 'pathspec' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout == "['main.py', 'pkg/mod.py'] False\n"
+    gitignore(tmp_path, "__pycache__/", "*.log", "pkg/mod.py")  # a line the table does not know
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout == "['main.py'] True\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +72,25 @@ def test_an_interrupt_wrapped_by_a_class_being_built_exits_130(monkeypatch: pyte
     monkeypatch.setitem(cli.COMMANDS, "build", interrupted_import)
     assert cli.main(["build"]) == cli.EXIT_INTERRUPTED
     assert "interrupted" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "teardown"), [(["build", "-C", "{app}"], False), (["cache", "info", "--cache-dir", "{cache}"], True)])
+def test_a_build_leaves_without_the_interpreter_teardown(argv: list[str], teardown: bool, tmp_path: Path) -> None:
+    """A build ends with its output flushed and its exit code, but skips Python's shutdown (exit handlers
+    included); other commands, and runpod-flash's run in the same process, keep it."""
+    app = tmp_path / "bad"
+    app.mkdir()
+    (app / "main.py").write_text("x = (\n")  # fails fast: exit code 1, an error on stderr
+    marker = tmp_path / "exit-handler-ran"
+    code = (
+        "import atexit, runpy, sys\n"
+        f"atexit.register(lambda: open({str(marker)!r}, 'w').close())\n"
+        f"sys.argv = ['flash', *{[a.format(app=app, cache=tmp_path / 'cache') for a in argv]!r}]\n"
+        "runpy.run_module('flash_tasks', run_name='__main__')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    if argv[0] == "build":
+        assert result.returncode == 1 and "main.py:1:5: error: syntax error" in result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
+    assert marker.exists() is teardown

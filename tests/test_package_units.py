@@ -288,3 +288,20 @@ def test_publish_leaves_a_spare_with_another_link_alone(config: BuildConfig, tmp
     publish(config, [deps], second)
     assert outside.read_bytes() == kept
     assert config.paths.artifact.read_bytes() == deps.read_bytes() + second.read_bytes() + end_marker(tmp_path)
+
+
+def test_an_edit_syncs_the_artifact_and_not_the_segment_it_deletes(built: BuildConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fresh segment is read once, into the artifact, and deleted: only the artifact must reach the disk."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    (built.app_dir / "main.py").write_text((built.app_dir / "main.py").read_text() + "# edited\n")
+    assert "archive" in run_tasks(built).ran
+    names = [Path(p).name for p in synced]
+    assert any(name.startswith(".next.tar.gz") for name in names), names  # the new artifact, before its rename
+    assert not any(".fresh-" in name for name in names), names

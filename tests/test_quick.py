@@ -71,6 +71,7 @@ def clean_bytes(app: Path, index_args: list[str], capsys: pytest.CaptureFixture[
 def recorded(app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str], verdicts: list[str]) -> str:
     """Build until the record exists; return the output of the full no-op build that wrote it."""
     assert flash(app, index_args, capsys)[0] == 0
+    quick.forget(app)  # the build above recorded itself: make the next one a full no-op
     code, out, _ = flash(app, index_args, capsys)
     assert code == 0 and "nothing to do" in out
     assert quick.record_path(app).is_file()
@@ -187,17 +188,129 @@ def test_a_damaged_record_is_ignored(
     assert verdicts == [quick.BUILD] and "nothing to do" in out
 
 
-def test_builds_that_ran_tasks_or_failed_leave_no_record(
+def test_a_failed_build_leaves_no_record(
     app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str], verdicts: list[str]
 ) -> None:
     recorded(app, index_args, capsys, verdicts)
     (app / "settings_extra.py").write_text("VALUE = (\n")
     assert flash(app, index_args, capsys)[0] == 1
     assert not quick.record_path(app).exists()
+    code, _, _ = flash(app, index_args, capsys)
+    assert code == 1 and verdicts == [quick.BUILD, quick.BUILD]
+
+
+def test_the_noop_after_a_build_that_ran_tasks_prints_what_a_full_noop_prints(
+    app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str], verdicts: list[str]
+) -> None:
+    full = recorded(app, index_args, capsys, verdicts)
     (app / "settings_extra.py").write_text("VALUE = 3\n")
     code, out, _ = flash(app, index_args, capsys)
     assert code == 0 and "nothing to do" not in out
+    assert quick.record_path(app).is_file()
+    code, answered, err = flash(app, index_args, capsys)
+    assert (code, verdicts) == (0, [quick.BUILD, quick.ANSWERED]), err
+    quick.forget(app)
+    code, noop, _ = flash(app, index_args, capsys)
+    assert code == 0 and verdicts[-1] == quick.BUILD
+    assert TOOK.sub("", answered) == TOOK.sub("", noop) and TOOK.search(answered)
+    assert "nothing to do" in full and "nothing to do" in noop
+    assert (app / ".flash" / "artifact.tar.gz").read_bytes() == clean_bytes(app, index_args, capsys)
+
+
+def _flip_artifact_keeping_its_stamp(app: Path) -> None:
+    target = app / ".flash" / "artifact.tar.gz"
+    before = target.stat()
+    data = target.read_bytes()
+    with open(target, "r+b") as handle:
+        handle.seek(len(data) // 2)
+        handle.write(bytes([data[len(data) // 2] ^ 0x55]))
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def _edit_a_staged_copy(app: Path) -> None:
+    (app / ".flash" / ".build" / "settings_extra.py").write_text("VALUE = 'hacked'\n")
+
+
+def _flip_the_spare(app: Path) -> None:
+    spare = app / ".flash" / ".state" / "spare.tar.gz"
+    data = bytearray(spare.read_bytes())
+    data[40] ^= 0x55
+    spare.write_bytes(bytes(data))
+
+
+DAMAGE: dict[str, Callable[[Path], None]] = {
+    "artifact flipped, stamp kept": _flip_artifact_keeping_its_stamp,
+    "staged copy edited": _edit_a_staged_copy,
+    "spare flipped": _flip_the_spare,
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_damage_after_a_build_that_ran_tasks_is_repaired_by_the_next_build(
+    damage: str, app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str], verdicts: list[str]
+) -> None:
+    recorded(app, index_args, capsys, verdicts)
+    (app / "settings_extra.py").write_text("VALUE = 4\n")
+    assert flash(app, index_args, capsys)[0] == 0
+    assert quick.record_path(app).is_file()
+    DAMAGE[damage](app)
+    code, out, err = flash(app, index_args, capsys)
+    assert code == 0, err
+    assert verdicts == [quick.BUILD, quick.VERIFY]
+    assert (app / ".flash" / "artifact.tar.gz").read_bytes() == clean_bytes(app, index_args, capsys)
+    assert (app / ".flash" / ".build" / "settings_extra.py").read_text() == "VALUE = 4\n"
+
+
+def test_an_edit_during_a_build_leaves_no_record(
+    app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str], verdicts: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A source changed after the build staged it: the build's outputs are older than its inputs."""
+    from flash_tasks import graph
+
+    recorded(app, index_args, capsys, verdicts)
+    stage = graph.stage_action
+
+    def stage_then_edit(*args: object) -> None:
+        stage(*args)  # type: ignore[arg-type]
+        (app / "settings_extra.py").write_text("VALUE = 'after staging'\n")
+
+    monkeypatch.setattr(graph, "stage_action", stage_then_edit)
+    (app / "settings_extra.py").write_text("VALUE = 5\n")
+    assert flash(app, index_args, capsys)[0] == 0
+    monkeypatch.setattr(graph, "stage_action", stage)
     assert not quick.record_path(app).exists()
+    code, out, err = flash(app, index_args, capsys, "--explain")
+    assert code == 0, err
+    assert verdicts == [quick.BUILD, quick.BUILD] and "nothing to do" not in out
+    assert "changed after it was copied: settings_extra.py" in out  # doit's own input check missed it
+    assert (app / ".flash" / ".build" / "settings_extra.py").read_text() == "VALUE = 'after staging'\n"
+    assert (app / ".flash" / "artifact.tar.gz").read_bytes() == clean_bytes(app, index_args, capsys)
+
+
+def test_an_artifact_changed_after_it_was_published_leaves_no_record(
+    app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str], verdicts: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The artifact's record holds its stamp at publish: a stamp that moved since means someone else wrote it."""
+    from flash_tasks import graph
+
+    recorded(app, index_args, capsys, verdicts)
+    archive = graph.archive_action
+
+    def archive_then_touch(*args: object) -> None:
+        archive(*args)  # type: ignore[arg-type]
+        artifact = app / ".flash" / "artifact.tar.gz"
+        st = artifact.stat()
+        os.utime(artifact, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+
+    monkeypatch.setattr(graph, "archive_action", archive_then_touch)
+    (app / "settings_extra.py").write_text("VALUE = 6\n")
+    assert flash(app, index_args, capsys)[0] == 0
+    monkeypatch.setattr(graph, "archive_action", archive)
+    assert not quick.record_path(app).exists()
+    code, out, err = flash(app, index_args, capsys)
+    assert code == 0, err
+    assert verdicts == [quick.BUILD, quick.BUILD] and "nothing to do" not in out  # the archive step runs again
+    assert (app / ".flash" / "artifact.tar.gz").read_bytes() == clean_bytes(app, index_args, capsys)
 
 
 def test_no_record_when_an_input_changed_just_before_the_build(
@@ -245,6 +358,28 @@ def test_the_answer_loads_neither_the_graph_nor_pydantic(app: Path, index_args: 
     assert TOOK.sub("", third.stdout) == TOOK.sub("", second.stdout)
 
 
+def test_the_first_noop_after_a_cold_or_an_edit_build_is_answered(
+    app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """End to end, with the real one-second margin: the build that ran tasks wrote the record."""
+    import time
+
+    command = [sys.executable, "-X", "importtime", "-m", "flash_tasks", "build", "-C", str(app), "--color", "never", *index_args]
+    heavy = {"doit", "pydantic", "flash_tasks.graph", "flash_tasks.config"}
+    for change in ("cold", "edit"):
+        if change == "edit":
+            (app / "settings_extra.py").write_text("VALUE = 9\n")
+        time.sleep(1.2)  # the sources were written just now: let them age past the margin
+        build = subprocess.run(command, capture_output=True, text=True)
+        assert build.returncode == 0, build.stderr
+        assert "nothing to do" not in build.stdout and heavy <= imported_modules(build.stderr)
+        noop = subprocess.run(command, capture_output=True, text=True)
+        assert noop.returncode == 0, noop.stderr
+        assert "nothing to do" in noop.stdout, change
+        assert not heavy & imported_modules(noop.stderr), change
+    assert (app / ".flash" / "artifact.tar.gz").read_bytes() == clean_bytes(app, index_args, capsys)
+
+
 def test_a_build_by_plain_doit_drops_the_record(
     app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str], verdicts: list[str]
 ) -> None:
@@ -280,11 +415,9 @@ def test_a_record_with_output_no_build_writes_is_not_replayed(
     output: object, app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str], verdicts: list[str]
 ) -> None:
     """A record with a valid digest but other content (written by hand, or by another tool) runs the full build."""
-    from flash_tasks.stage import read_json, write_json
-
     recorded(app, index_args, capsys, verdicts)
-    data = read_json(quick.record_path(app))
-    write_json(quick.record_path(app), {**data, "output": output})
+    data = quick.load_record(quick.record_path(app))
+    quick.save_record(quick.record_path(app), {**data, "output": output})
     code, out, err = flash(app, index_args, capsys)
     assert (code, verdicts) == (0, [quick.BUILD]), err
     assert "nothing to do" in out and "Traceback" not in err
@@ -311,3 +444,21 @@ def test_a_terminal_on_stderr_alone_is_a_different_run(
     monkeypatch.setattr(sys, "stderr", Terminal())
     assert main(["build", "-C", str(app), *index_args]) == 0
     assert verdicts == [quick.BUILD]
+
+
+def test_the_package_digests_follow_its_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read once while the files keep their stamps; an edit is seen, one in commands/ by the run key only."""
+    (tmp_path / "commands").mkdir()
+    (tmp_path / "graph.py").write_text("A = 1\n")
+    (tmp_path / "commands" / "output.py").write_text("B = 1\n")
+    monkeypatch.setattr(quick, "_package_sources", lambda: [(p.relative_to(tmp_path).as_posix(), str(p)) for p in sorted(tmp_path.rglob("*.py"))])
+    monkeypatch.setattr(quick, "_DIGESTS", {})
+    build, everything = quick._package_digests()
+    (tmp_path / "commands" / "output.py").write_text("B = 2\n")
+    after_output = quick._package_digests()
+    assert after_output[0] == build and after_output[1] != everything
+    (tmp_path / "graph.py").write_text("A = 2\n")
+    after_graph = quick._package_digests()
+    assert after_graph[0] != build and quick.tool_fingerprint() == after_graph[0][:16]
+    (tmp_path / "graph.py").write_text("A = 1\n")  # back as it was: the same digest again
+    assert quick._package_digests()[0] == build

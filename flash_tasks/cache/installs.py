@@ -49,7 +49,7 @@ from .local import _touch
 
 if TYPE_CHECKING:
     from ..config import BuildConfig
-    from ..deps.installer import InstalledDistribution
+    from ..deps.installed import InstalledDistribution
     from ..deps.locks import LockEntry
     from ..deps.settings import DepsSettings
 
@@ -341,7 +341,7 @@ class _Fetched:
 
 def _fetch_one(config: BuildConfig, build_dir: Path, entry: LockEntry, key: str, requested: bool) -> _Fetched | None:
     """Find ``entry``'s install record and put its segments in place (run in parallel: mostly waiting)."""
-    from ..deps.installer import InstalledDistribution
+    from ..deps.installed import InstalledDistribution
     from ..package import segment_paths
 
     found = _lookup(key)

@@ -24,7 +24,7 @@ from ..stage import read_json, read_plain_json
 from .output import Console, format_seconds, format_size, plural
 
 if TYPE_CHECKING:
-    from ..quick import OutputLog
+    from ..quick import OutputLog, Stamp
 
 EXIT_INTERRUPTED = 130
 
@@ -263,6 +263,8 @@ def _serves(resource: Any) -> str:
 
 
 def print_summary(config: BuildConfig, report: BuildReport, console: Console) -> None:
+    if console.quiet:
+        return  # nothing to show: the manifest is not even read
     from .state import resources as read_resources
 
     manifest = read_plain_json(config.paths.manifest, {}) or {}
@@ -327,6 +329,8 @@ def _two_columns(rows: list[list[str]]) -> list[str]:
 
 
 def print_warnings(config: BuildConfig, report: BuildReport, err: Console) -> None:
+    if err.quiet:
+        return
     from .state import warnings
 
     for text in warnings(config, list(report.warnings)):
@@ -421,32 +425,104 @@ def _consoles(options: BuildOptions, out: IO[str], err: IO[str], log: OutputLog 
     return consoles[0], consoles[1]
 
 
-def _record_noop(
-    config: BuildConfig, record: Mapping[str, Any], report: BuildReport, log: OutputLog, out: IO[str], err: IO[str], started_ns: int
-) -> None:
-    """After a build that had nothing to do, let the next identical one be answered from a record."""
-    from ..deps.requirements import collect_app_requirements
-    from ..files import scan_app_tree
-    from ..quick import run_key, write_record
+class ShadowConsole(RecordingConsole):
+    """A recording console that writes nothing: it notes the output a build would print."""
 
-    if report.ran:
-        return
+    def write_always(self, text: str) -> None:
+        pass
+
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[str]], *, indent: str = "  ", right: Sequence[int] = ()) -> None:
+        self._note("table", [list(header), [list(row) for row in rows]], {"indent": indent, "right": list(right)})
+
+    def start_spinner(self, label: str) -> None:
+        pass
+
+
+def noop_output(config: BuildConfig, options: BuildOptions, report: BuildReport, out: IO[str], err: IO[str]) -> OutputLog:
+    """What a build of the same app with nothing to do prints, made without printing it.
+
+    The same phase lines and summary, from the same state files: each task
+    this build ran would have been up to date, and the warnings are the
+    manifest's (a shared cache's failures are this build's alone).
+    """
+    from ..quick import OutputLog
+
+    log = OutputLog()
+    quiet = options.quiet or options.json
+    consoles = []
+    for name, stream in (("out", out), ("err", err)):
+        console = ShadowConsole.create(stream, options.color, quiet=quiet)
+        assert isinstance(console, ShadowConsole)
+        console.log, console.name = log, name
+        consoles.append(console)
+    console, err_console = consoles
+    view = PhaseView(config, console, phases=not console.quiet)
+    skipped = [TaskEvent(e.name, "skipped") for e in report.events]
+    for event in sorted(skipped, key=lambda e: PHASES.index(phase_of(e.name))):
+        view.task_done(event)
+    view.finish()
+    noop = BuildReport(
+        artifact=report.artifact,
+        manifest=report.manifest,
+        skipped=[e.name for e in skipped],
+        events=skipped,
+        warnings=read_json(config.paths.warnings_json, []),
+        seconds=report.seconds,
+    )
+    print_warnings(config, noop, err_console)
+    print_summary(config, noop, console)
+    return log
+
+
+def _record_build(
+    config: BuildConfig,
+    options: BuildOptions,
+    record: Mapping[str, Any],
+    report: BuildReport,
+    log: OutputLog,
+    out: IO[str],
+    err: IO[str],
+    started_ns: int,
+    app_folder: tuple[Stamp | None, Stamp | None],
+) -> None:
+    """After a build that succeeded, let the next identical one with nothing to do be answered from a record.
+
+    ``log``: what this build printed, which is what the next one would print if
+    this one had nothing to do; else that output is made again (``noop_output``).
+    """
+    from ..deps.tasks import planned_locks
+    from ..files import scan_app_tree
+    from ..quick import run_key, stamp_inputs, tool_fingerprint, write_record
+    from ..store import stamps_written
+
     try:
         tree = scan_app_tree(config.app_dir)
         if tree.links:
             return
-        inputs = collect_app_requirements(config.app_dir, project_dependencies=config.project_dependencies).files
-        env_names = sorted(read_json(config.paths.env_json, {}) or {})
-        write_record(
+        inputs = stamp_inputs(
             config.app_dir,
-            key=run_key(record, env_names, out, err),
             started_ns=started_ns,
             shipped=[*tree.files, *tree.ignore_files],
             folders=tree.dirs,
-            inputs=[str(f) for f in inputs],
+            inputs=planned_locks(config, tool_fingerprint()).files,
+            app_folder=app_folder,
+        )
+        if inputs is None:
+            return
+        written = stamps_written(config)
+        if written is None:
+            return
+        env_names = sorted(read_json(config.paths.env_json, {}) or {})
+        if report.ran:
+            log = noop_output(config, options, report, out, err)
+        write_record(
+            config.app_dir,
+            inputs,
+            key=run_key(record, env_names, out, err),
             env_names=env_names,
             output=log,
             took=format_seconds(report.seconds),
+            written=written,
         )
     except (FlashError, OSError):
         return  # no record: the next build runs in full, as it would have anyway
@@ -457,15 +533,16 @@ def build_once(
 ) -> int:
     """One build with full output; returns the exit code (FlashErrors propagate unless --json).
 
-    ``record``: the command line's options, when a build that turns out to have nothing
-    to do may be recorded for ``quick`` to answer the next one.
+    ``record``: the command line's options, when the build, once it succeeded, may be
+    recorded for ``quick`` to answer the next one that has nothing to do.
     """
-    from ..quick import OutputLog, forget, write_last_build
+    from ..quick import OutputLog, forget, make_flash_folder, write_last_build
 
     started_ns = time.time_ns()
     try:
         forget(config.app_dir)
         check_not_empty(config)
+        app_folder = make_flash_folder(config.app_dir)
     except FlashError as exc:
         if options.json:
             from .results import dump, error_result
@@ -475,7 +552,8 @@ def build_once(
         raise
     log = OutputLog() if record is not None and not options.json else None
     console, err_console = _consoles(options, out, err, log)
-    view = PhaseView(config, console, verbose=options.verbose)
+    # Quiet: no phase lines, so none of the state files they describe is read.
+    view = PhaseView(config, console, phases=not console.quiet, verbose=options.verbose)
     started = time.perf_counter()
     try:
         report = run_tasks(
@@ -519,5 +597,5 @@ def build_once(
         print_explain(view.events, console)
     print_summary(config, report, console)
     if log is not None and record is not None:
-        _record_noop(config, record, report, log, out, err, started_ns)
+        _record_build(config, options, record, report, log, out, err, started_ns, app_folder)
     return 0

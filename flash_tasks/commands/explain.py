@@ -126,8 +126,9 @@ class Explainer:
         status = dep.get_status(task, tasks, get_log=True)
         found: dict[str, Any] = status.reasons
         reasons: list[str] = []
+        changed_inputs = set(found.get("changed_file_dep") or [])
         for utd, _args, _kwargs in found.get("uptodate_false", []):
-            reasons.extend(self._uptodate(task, utd))
+            reasons.extend(self._uptodate(task, utd, changed_inputs))
         if found.get("has_no_dependencies"):
             reasons.append("always runs (it declares no inputs)")
         missing_targets = found.get("missing_target", [])
@@ -157,10 +158,11 @@ class Explainer:
             self._previous = read_json(task_configs_path(self.config), {}) or {}
         return self._previous.get(task_name)
 
-    def _uptodate(self, task: Any, utd: Any) -> list[str]:
+    def _uptodate(self, task: Any, utd: Any, changed_inputs: set[str]) -> list[str]:
         from doit.tools import config_changed
 
-        from ..graph import ArtifactIntact, EnvUnchanged, InstallPresent, ManifestIntact, TreeIntact
+        from ..graph import ArtifactIntact, EnvUnchanged, InstallPresent, ManifestIntact, StageIntact, TreeIntact
+        from ..store import StageState, read_state, tree_intact
 
         if isinstance(utd, config_changed):
             return self._config_reasons(task, utd.config)
@@ -180,6 +182,12 @@ class Explainer:
                 return [f"missing from .flash/.build: {listing(sorted(gone))}"]
             if not copies:
                 return ["its record is missing or damaged"]
+            stage = read_state(utd.record, StageState) if isinstance(utd, StageIntact) else None
+            if isinstance(utd, StageIntact) and stage is not None and tree_intact(utd.build_dir, stage.copies):
+                # The copies are fine: a source is not as it was when copied. Said here only when
+                # doit's own check of the inputs missed it (it changed while the last build ran).
+                moved = [rel for rel in utd.changed_sources(stage.files) if str(self.config.app_dir / rel) not in changed_inputs]
+                return [f"changed after it was copied: {listing(sorted(moved))}"] if moved else []
             return ["its outputs in .flash/.build were changed"]
         if isinstance(utd, InstallPresent):
             if utd.verify:

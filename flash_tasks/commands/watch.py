@@ -172,6 +172,9 @@ def show_rebuild(config: BuildConfig, outcome: Rebuild, options: BuildOptions, c
 
 
 def watch(config: BuildConfig, options: BuildOptions, out: IO[str], err_stream: IO[str]) -> int:
+    import gc
+
+    gc.enable()  # off for a one-off build (``_launch``); this process runs until Ctrl-C
     console = Console.create(out, options.color, quiet=options.quiet)
     err = Console.create(err_stream, options.color)
     building = True

@@ -40,9 +40,9 @@ _HOMES = {
     "GroupSpec": "requirements",
     "IndexSettings": "settings",
     "InstallResult": "installer",
-    "InstallState": "installer",
-    "InstalledDistribution": "installer",
-    "LOCK_FORMAT": "settings",
+    "InstallState": "installed",
+    "InstalledDistribution": "installed",
+    "LOCK_FORMAT": "base",
     "LockEntry": "locks",
     "LockFile": "locks",
     "LockLayout": "locks",
@@ -53,7 +53,7 @@ _HOMES = {
     "collect_app_requirements": "requirements",
     "combine_locks": "locks",
     "install": "installer",
-    "load_install_state": "installer",
+    "load_install_state": "installed",
     "lock_group": "locks",
     "lock_inputs_digest": "locks",
     "parse_endpoint_dependencies": "requirements",
@@ -65,13 +65,9 @@ _HOMES = {
 }
 
 if TYPE_CHECKING:
-    from .installer import (
-        InstalledDistribution,
-        InstallResult,
-        InstallState,
-        install,
-        load_install_state,
-    )
+    from .base import LOCK_FORMAT
+    from .installed import InstalledDistribution, InstallState, load_install_state
+    from .installer import InstallResult, install
     from .locks import (
         ExcludedPackage,
         LockEntry,
@@ -97,7 +93,6 @@ if TYPE_CHECKING:
     from .sdk import bundle_runpod_flash
     from .settings import (
         DEFAULT_PLATFORM,
-        LOCK_FORMAT,
         SDK_NAMES,
         DepsSettings,
         IndexSettings,

@@ -9,71 +9,16 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
-from pydantic import Field
-
 from ..errors import DependencyError
+from .base import _Model
+from .installed import InstalledDistribution, InstallState, file_sha256, load_install_state
 from .locks import ExcludedPackage, LockEntry, _write_atomic, read_lock
-from .settings import LOCK_FORMAT, DepsSettings, _Model
+from .settings import DepsSettings
 from .uv import _dependency_error, _run_uv, _target_args, _UvRun, uv_says, uv_says_all
 
 # ---------------------------------------------------------------------------
 # Installing
 # ---------------------------------------------------------------------------
-
-
-class InstalledDistribution(_Model):
-    """One distribution in the build folder, as the archiver needs to know it."""
-
-    name: str
-    version: str
-    pin: str
-    hashes: tuple[str, ...] = ()
-    dist_info: str
-    #: First path component of every RECORD entry (packages, modules, ``bin``, the dist-info).
-    top_level: tuple[str, ...]
-    size: int
-    files: int
-    #: sha256 over RECORD's (path, hash, size) lines: changes iff the installed files do.
-    content_hash: str
-    #: Excluded packages this distribution requires on the target (they are not installed).
-    requires_excluded: tuple[str, ...] = ()
-    #: Asked for directly (requirements.txt or an endpoint's dependencies): only these carry
-    #: a ``REQUESTED`` marker, as pip writes them.
-    requested: bool = False
-    #: The key its install record has in the shared caches ("" when it has none: no wheel hashes).
-    install_key: str = ""
-
-
-class InstallState(_Model):
-    format: int = LOCK_FORMAT
-    python_version: str
-    python_platform: str
-    distributions: dict[str, InstalledDistribution] = Field(default_factory=dict)
-    #: sha256 of the lock file this state was installed from ("" while incomplete): an
-    #: older state put back in place no longer matches the lock and is not trusted.
-    lock_sha256: str = ""
-    #: sha256 of everything above: a state file changed by hand or damaged is not trusted.
-    digest: str = ""
-
-    def computed_digest(self) -> str:
-        return hashlib.sha256(self.model_dump_json(exclude={"digest"}).encode()).hexdigest()
-
-    def excluded_needed(self, settings: DepsSettings) -> tuple[ExcludedPackage, ...]:
-        reasons = settings.excluded()
-        wanted: dict[str, list[str]] = {}
-        for dist in self.distributions.values():
-            for name in dist.requires_excluded:
-                wanted.setdefault(name, []).append(dist.name)
-        return tuple(
-            ExcludedPackage(name=name, reason=reasons.get(name, "user"), required_by=tuple(sorted(by)))
-            for name, by in sorted(wanted.items())
-        )
-
-    @property
-    def total_size(self) -> int:
-        return sum(d.size for d in self.distributions.values())
 
 
 class InstallResult(_Model):
@@ -85,17 +30,6 @@ class InstallResult(_Model):
     excluded_needed: tuple[ExcludedPackage, ...]
     #: True when uv had to go online because its cache lacked something.
     used_network: bool
-
-
-def load_install_state(path: Path) -> InstallState | None:
-    """The saved state, or ``None`` if missing, unreadable or from another format."""
-    try:
-        state = InstallState.model_validate_json(path.read_bytes())
-    except (OSError, ValueError):
-        return None
-    if state.format != LOCK_FORMAT or state.digest != state.computed_digest():
-        return None
-    return state
 
 
 def _parse_record(text: str) -> list[tuple[str, str, str]]:
@@ -123,6 +57,8 @@ def _inside(build_dir: Path, relative: str) -> Path | None:
 
 
 def _scan_dist_infos(build_dir: Path) -> dict[str, Path]:
+    from packaging.utils import canonicalize_name
+
     found: dict[str, Path] = {}
     if not build_dir.is_dir():
         return found
@@ -216,6 +152,9 @@ def _describe(
 
 def _missing_excluded(stderr: str, excluded: Mapping[str, str]) -> dict[str, list[str]]:
     """From uv's ``--strict`` warnings: distribution -> excluded names it needs on the target."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
     found: dict[str, list[str]] = {}
     for match in uv_says_all("missing-dependency", stderr):
         try:
@@ -383,14 +322,6 @@ def install(
         excluded_needed=state.excluded_needed(settings),
         used_network=used_network,
     )
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a small file's bytes ("" when it cannot be read)."""
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return ""
 
 
 def _save_state(

@@ -10,8 +10,11 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from ..config import lock_file_name
 from ..errors import DependencyError
 from ..stage import remove_path
+from .base import LOCK_FORMAT, _Model
+from .lockfile import _checked_text, _content_line
 from .requirements import (
     GroupSpec,
     RequirementSpec,
@@ -19,7 +22,7 @@ from .requirements import (
     _logical_lines,
     parse_requirement,
 )
-from .settings import _GROUP_FILE_RE, LOCK_FORMAT, DepsSettings, ExclusionReason, _Model
+from .settings import DepsSettings, ExclusionReason
 from .uv import (
     _dependency_error,
     _first_cause,
@@ -58,39 +61,6 @@ class LockFile(_Model):
 
 
 _LOCK_DIGEST_RE = re.compile(r"^# inputs: (sha256:[0-9a-f]{64})$", re.MULTILINE)
-
-
-_CONTENT_PREFIX = "# content: sha256:"
-
-
-class DamagedLock(ValueError):
-    """A lock file whose content no longer matches the digest written with it."""
-
-
-def _content_line(text: str) -> str:
-    return f"{_CONTENT_PREFIX}{hashlib.sha256(text.encode('utf-8')).hexdigest()}\n"
-
-
-def _checked_text(path: Path) -> str:
-    """A lock's text, if it ends with the digest of everything before it; else ``DamagedLock``."""
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise DamagedLock(f"{path} is not a lock written by flash-tasks") from None
-    body, _, last = text[:-1].rpartition("\n") if text.endswith("\n") else ("", "", "")
-    body += "\n"
-    if not last.startswith(_CONTENT_PREFIX) or _content_line(body) != last + "\n":
-        raise DamagedLock(f"{path} was changed or damaged since it was written")
-    return body
-
-
-def lock_intact(path: Path, digest: str) -> bool:
-    """Whether ``path`` is an undamaged lock made from inputs with ``digest``."""
-    try:
-        text = _checked_text(path)
-    except (OSError, DamagedLock):
-        return False
-    return f"\n# inputs: {digest}\n" in text[:400]
 
 
 def read_lock_or_none(path: Path) -> LockFile | None:
@@ -168,14 +138,11 @@ class LockLayout(_Model):
     root: Path
 
     def group(self, name: str) -> Path:
-        if _GROUP_FILE_RE.fullmatch(name):
-            return self.root / f"{name}.txt"
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "group"
-        return self.root / f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:8]}.txt"
+        return self.root / lock_file_name(name)
 
     @property
     def combined(self) -> Path:
-        return self.root / "install.lock"
+        return self.root / "install.lock"  # BuildPaths.combined_lock
 
 
 class ExcludedPackage(_Model):

@@ -3,17 +3,15 @@ and endpoint dependencies, and the resource groups they form."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
-
 from ..errors import BuildError, FlashError
-from .settings import _Model
+from .base import MAX_REQUIREMENTS_BYTES, _Model
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -51,6 +49,10 @@ def _origin_error(message: str, origin: str, hint: str | None = None) -> BuildEr
 
 def parse_requirement(text: str, origin: str) -> RequirementSpec:
     """Validate one requirement; ``BuildError`` at ``origin`` (``file:line``) if it is not PEP 508."""
+    # Imported here: a build whose requirements did not change parses none (see ``deps.tasks``).
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
     text = text.strip()
     try:
         requirement = Requirement(text)
@@ -82,6 +84,9 @@ class CollectedRequirements(_Model):
     warnings: tuple[str, ...] = ()
     #: Absolute paths of every file read: declare them as the task's file inputs.
     files: tuple[Path, ...] = ()
+    #: Each file as it was named (by the app or an include), as it resolved, and the
+    #: sha256 of the bytes read: what a record of this result must find again to be reused.
+    opened: tuple[tuple[str, str, str], ...] = ()
 
     def merged(self, other: CollectedRequirements) -> CollectedRequirements:
         return CollectedRequirements(
@@ -89,6 +94,7 @@ class CollectedRequirements(_Model):
             constraints=self.constraints + other.constraints,
             warnings=self.warnings + other.warnings,
             files=self.files + tuple(f for f in other.files if f not in self.files),
+            opened=self.opened + other.opened,
         )
 
 
@@ -129,12 +135,10 @@ def _relative_origin(path: Path, root: Path) -> str:
         return Path(os.path.relpath(path, root)).as_posix()
 
 
-#: A requirements file bigger than this is not a requirements file (``-r /dev/zero``, a data file).
-MAX_REQUIREMENTS_BYTES = 4 * 1024 * 1024
 
 
-def _read_requirements_text(file: Path, where: str) -> str:
-    """A requirements file's text: a regular file of bounded size, never a device or a pipe."""
+def _read_requirements_text(file: Path, where: str) -> tuple[str, str]:
+    """A requirements file's text and the sha256 of its bytes: a regular file of bounded size, never a device or a pipe."""
     import stat as stat_module
 
     try:
@@ -158,7 +162,7 @@ def _read_requirements_text(file: Path, where: str) -> str:
             data = handle.read(MAX_REQUIREMENTS_BYTES + 1)
         if len(data) > MAX_REQUIREMENTS_BYTES:
             raise _origin_error(f"requirements file {file} is over the size limit", where, "-r and -c must name requirements files")
-        return data.decode("utf-8-sig")
+        return data.decode("utf-8-sig"), hashlib.sha256(data).hexdigest()
     except OSError as exc:
         raise _origin_error(f"cannot read requirements file {file}: {exc.strerror}", where, "make the file readable") from None
     except UnicodeDecodeError:
@@ -183,13 +187,17 @@ def read_requirements_file(path: Path, *, root: Path) -> CollectedRequirements:
     constraints: list[RequirementSpec] = []
     warnings: list[str] = []
     files: list[Path] = []
+    opened: list[tuple[str, str, str]] = []
+    digests: dict[Path, str] = {}
 
     def visit(file: Path, *, as_constraints: bool, included_from: str | None) -> None:
-        file = file.resolve()
+        named, file = file, file.resolve()
         if file in files:
+            opened.append((str(named), str(file), digests[file]))
             return
         where = included_from or _relative_origin(file, root)
-        text = _read_requirements_text(file, where)
+        text, digests[file] = _read_requirements_text(file, where)
+        opened.append((str(named), str(file), digests[file]))
         files.append(file)
         label = _relative_origin(file, root)
         outside = not file.is_relative_to(root.resolve())
@@ -235,6 +243,7 @@ def read_requirements_file(path: Path, *, root: Path) -> CollectedRequirements:
         constraints=tuple(constraints),
         warnings=tuple(warnings),
         files=tuple(files),
+        opened=tuple(opened),
     )
 
 
@@ -264,7 +273,8 @@ def read_pyproject_dependencies(path: Path, *, root: Path) -> CollectedRequireme
         number = next((i for i, text in enumerate(lines, 1) if any(q in text for q in quoted)), None)
         origin = f"{label}:{number}" if number else label
         specs.append(parse_requirement(dep, origin))
-    return CollectedRequirements(requirements=tuple(specs), files=(path.resolve(),))
+    opened = ((str(path), str(path.resolve()), hashlib.sha256(raw).hexdigest()),)
+    return CollectedRequirements(requirements=tuple(specs), files=(path.resolve(),), opened=opened)
 
 
 def collect_app_requirements(app_dir: Path, *, project_dependencies: bool = False) -> CollectedRequirements:

@@ -59,7 +59,7 @@ def bundle_runpod_flash(target: Path, settings: DepsSettings, *, version: str = 
 
 def sdk_record_path(config: BuildConfig) -> Path:
     """The record of the SDK files copied into ``.flash/.build`` (what the artifact ships of it)."""
-    return config.paths.state / "sdk-copy.json"
+    return config.paths.sdk_copy_json
 
 
 def _package_files(root: Path) -> list[str]:

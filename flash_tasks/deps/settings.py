@@ -6,10 +6,11 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from .. import catalog
 from ..config import exclusion_names
+from .base import LOCK_FORMAT, _Model
 
 # ---------------------------------------------------------------------------
 # Constants
@@ -19,23 +20,16 @@ from ..config import exclusion_names
 SDK_NAMES: tuple[str, ...] = ("runpod-flash",)
 #: uv's target for the worker: accepts manylinux_2_28 down to manylinux2014/_2_17 wheels.
 DEFAULT_PLATFORM = "x86_64-manylinux_2_28"
-#: Bumped whenever the lock or state layout changes, so old files are redone.
-LOCK_FORMAT = 1
 
 PythonVersion = Literal["3.10", "3.11", "3.12"]
 ExclusionReason = Literal["always", "user", "sdk"]
 
-_GROUP_FILE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _PLATFORM_RE = re.compile(r"x86_64-(?:manylinux(?:2014|_2_\d+)|unknown-linux-gnu)")
 
 
 # ---------------------------------------------------------------------------
 # Settings
 # ---------------------------------------------------------------------------
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class IndexSettings(_Model):

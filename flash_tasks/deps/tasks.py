@@ -7,12 +7,18 @@ its requirements and target; ``install`` depends on the group locks.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import catalog
 from ..config import BuildConfig
 from ..stage import read_json, write_bytes_atomic, write_json
+from ..store import Record
 
 
 def settings_for(config: BuildConfig, python_version: str | None) -> Any:
@@ -35,27 +41,34 @@ def layout(config: BuildConfig) -> Any:
 
 
 def sdk_record_path(config: BuildConfig) -> Path:
-    from .sdk import sdk_record_path as path
-
-    return path(config)
+    return config.paths.sdk_copy_json
 
 
 def lock_path(config: BuildConfig, group: str) -> Path:
-    return layout(config).group(group)  # type: ignore[no-any-return]
+    return config.paths.group_lock(group)
+
+
+def _groups_info(config: BuildConfig) -> dict[str, Any]:
+    """The worker Python and each resource group's own requirements, from the manifest phase."""
+    from ..store import GroupsState, read_state
+
+    state = read_state(config.paths.groups_json, GroupsState)
+    if state is None:
+        return {"python_version": None, "groups": {}}
+    return {"python_version": state.python_version, "groups": state.model_dump(mode="json")["groups"]}
 
 
 class LockPlan:
     """Each group's requirements, the files they came from, and the settings."""
 
     def __init__(self, config: BuildConfig) -> None:
-        from ..store import GroupsState, read_state
         from .requirements import collect_app_requirements, plan_groups
 
-        state = read_state(config.paths.groups_json, GroupsState)
-        info = state.model_dump(mode="json") if state is not None else {"python_version": None, "groups": {}}
+        info = _groups_info(config)
         self.python_version: str | None = info["python_version"]
         self.settings = settings_for(config, self.python_version)
         app = collect_app_requirements(config.app_dir, project_dependencies=config.project_dependencies)
+        self.app = app
         endpoints = {group: [(d["requirement"], d["origin"]) for d in deps] for group, deps in info["groups"].items()}
         self.groups = {spec.name: spec for spec in plan_groups(app, endpoints)} if endpoints else {}
         for spec in {s.origin: s for g in self.groups.values() for s in g.requirements}.values():
@@ -67,6 +80,106 @@ class LockPlan:
         from .locks import lock_inputs_digest
 
         return lock_inputs_digest(self.groups[group], self.settings)
+
+
+class LockPlanRecord(Record):
+    """``lock-plan.json``: what the lock tasks were planned from, and the plan.
+
+    ``opened`` lists each requirements file as it was named, as it resolved and
+    the sha256 of the bytes parsed; ``candidates`` whether each file the
+    requirements may come from was a file. While all of it, the groups and the
+    settings (``key``) are the same, parsing again would give the same plan.
+    """
+
+    key: str
+    digests: dict[str, str]
+    files: list[str]
+    candidates: dict[str, bool]
+    opened: list[tuple[str, str, str]]
+
+
+@dataclass
+class PlannedLocks:
+    """What the graph needs to create the lock tasks: each group's input digest, the files read."""
+
+    digests: dict[str, str]
+    files: list[str]
+
+
+def lock_plan_path(config: BuildConfig) -> Path:
+    return config.paths.state / "lock-plan.json"
+
+
+def planned_locks(config: BuildConfig, tool: str) -> PlannedLocks:
+    """The lock tasks' plan: from its record when nothing it was made from changed, else from ``LockPlan``.
+
+    Parsing requirements needs packaging, and digesting them the lock
+    machinery (uv's error tables): tens of milliseconds on every build, for
+    the same answer as last time. ``tool`` is this tool's fingerprint (its
+    code decides the plan too). ``FlashError`` (a requirement that cannot be
+    read) propagates, and nothing is recorded.
+    """
+    from ..store import load, save
+
+    key = _plan_key(config, tool)
+    candidates = _candidates(config)
+    record = load(LockPlanRecord, lock_plan_path(config))
+    if record is not None and record.key == key and record.candidates == candidates and _same_files(record.opened):
+        return PlannedLocks(dict(record.digests), list(record.files))
+    plan = LockPlan(config)
+    planned = PlannedLocks({group: plan.digest(group) for group in plan.groups}, plan.files)
+    if _candidates(config) == candidates:  # else a file came or went meanwhile: no record
+        save(
+            lock_plan_path(config),
+            LockPlanRecord(
+                key=key, digests=planned.digests, files=planned.files, candidates=candidates, opened=list(plan.app.opened)
+            ),
+        )
+    return planned
+
+
+def _plan_key(config: BuildConfig, tool: str) -> str:
+    """The plan's inputs other than the requirements files: groups, settings, this tool's code."""
+    inputs = {
+        "groups": _groups_info(config),
+        "app": str(config.app_dir),
+        "settings": [
+            list(config.exclude), list(config.include), config.no_deps, config.index_url,
+            list(config.find_links), config.no_index, config.project_dependencies,
+        ],
+        "tool": tool,
+    }  # fmt: skip
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def _candidates(config: BuildConfig) -> dict[str, bool]:
+    """Whether each file the app's requirements may come from is a file (``collect_app_requirements``)."""
+    names = ["requirements.txt", *(["pyproject.toml"] if config.project_dependencies else [])]
+    return {name: (config.app_dir / name).is_file() for name in names}
+
+
+def _same_files(opened: list[tuple[str, str, str]]) -> bool:
+    """Whether each file still resolves where it did and holds the bytes that were parsed."""
+    from .base import MAX_REQUIREMENTS_BYTES
+
+    for named, resolved, sha256 in opened:
+        if str(Path(named).resolve()) != resolved:
+            return False
+        try:
+            # Opened without waiting: a pipe put where a file was must not hang the build.
+            fd = os.open(resolved, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        except OSError:
+            return False
+        try:
+            with open(fd, "rb", closefd=True) as handle:
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    return False  # never read a pipe or a device here
+                data = handle.read(MAX_REQUIREMENTS_BYTES + 1)
+        except OSError:
+            return False
+        if hashlib.sha256(data).hexdigest() != sha256:
+            return False
+    return True
 
 
 def refuse_local_project(text: str, origin: str) -> None:
@@ -89,7 +202,7 @@ def refuse_local_project(text: str, origin: str) -> None:
 
 def _copy_peer_lock(config: BuildConfig, group: str, digest: str) -> None:
     """Groups with the same requirements share one resolution: reuse a sibling's lock."""
-    from .locks import DamagedLock, _checked_text, _content_line
+    from .lockfile import DamagedLock, _checked_text, _content_line
 
     target = lock_path(config, group)
     marker = f"# inputs: {digest}\n"
@@ -165,7 +278,8 @@ def install_action(config: BuildConfig, groups: list[str]) -> None:
 
 def reinstall(config: BuildConfig, name: str) -> None:
     """Install one distribution again after its files in ``.flash/.build`` were found changed."""
-    from .installer import _remove_distribution, load_install_state
+    from .installed import load_install_state
+    from .installer import _remove_distribution
 
     state = load_install_state(config.paths.install_json)
     dist = state.distributions.get(name) if state is not None else None

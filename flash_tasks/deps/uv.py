@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
-
 from ..errors import BuildError, DependencyError, FlashError
 from .requirements import RequirementSpec
 from .settings import DepsSettings
@@ -279,6 +277,8 @@ def _first_cause(stderr: str) -> str:
 
 
 def _locate(name: str, specs: Sequence[RequirementSpec]) -> tuple[str | None, int | None]:
+    from packaging.utils import canonicalize_name
+
     wanted = canonicalize_name(name)
     for spec in specs:
         if spec.name == wanted:
@@ -353,6 +353,8 @@ def _dependency_error(run: _UvRun, settings: DepsSettings, specs: Sequence[Requi
         )
     match = uv_says("source-build", stderr)
     if match:
+        from packaging.utils import canonicalize_name
+
         name = canonicalize_name(match.group("name"))
         path, line = _locate(name, specs)
         return DependencyError(
