@@ -56,6 +56,8 @@ UNSTAMPED = frozenset({RECORD_NAME, ".lock", LAST_BUILD, ".doit.db", ".doit.db-j
 #: A record is refused when a stamped file changed this close to the build's start (or later):
 #: file times come from a clock that can lag the real one.
 RACY_MARGIN_NS = 1_000_000_000
+#: A change this long after another gets another stamp on file systems with sub-second times.
+FINE_TICK_NS = 50_000_000
 #: Environment variables a build (or the tools it runs) may read, by prefix or by name;
 #: the variables the app's own code reads (``env.json``) are added per record.
 ENV_PREFIXES = ("FLASH_", "RUNPOD_", "UV_", "PIP_", "PYTHON", "XDG_")
@@ -253,14 +255,32 @@ def stamp_inputs(
             return None
         dirs[path] = stamp
         if not rel:
+            # The app folder as it is now must be as it was once .flash was there (the walk ran
+            # after that, so it saw every entry made before). Its stamp then may be recent (the
+            # build made .flash; .flash was just deleted for a cold build): what matters is only
+            # that a later change cannot share that stamp, one clock tick of the file system on.
             before, after = app_folder
-            if before is None or stamp != after:
+            if before is None or after is None or stamp != after:
                 return None  # changed since the build made .flash in it (or began)
-            stamp = before
+            if time.time_ns() - max(after[1], after[2]) < _tick(after):
+                return None
+            continue
         changed.append(stamp[2])
     if max(changed, default=0) >= started_ns - RACY_MARGIN_NS:
         return None  # an input changed during the build, or too close to its start to tell
     return Inputs(files, dirs)
+
+
+def _tick(stamp: Stamp) -> int:
+    """How far apart two changes must be for this stamp to tell them apart, at most.
+
+    Whole seconds in both times: a file system that keeps seconds (or two);
+    else a few milliseconds (Linux stamps files at the kernel's tick), taken
+    with room to spare.
+    """
+    if stamp[1] % 1_000_000_000 == 0 and stamp[2] % 1_000_000_000 == 0:
+        return 2 * RACY_MARGIN_NS
+    return FINE_TICK_NS
 
 
 def write_record(

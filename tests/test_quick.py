@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -377,6 +378,34 @@ def test_the_first_noop_after_a_cold_or_an_edit_build_is_answered(
         assert noop.returncode == 0, noop.stderr
         assert "nothing to do" in noop.stdout, change
         assert not heavy & imported_modules(noop.stderr), change
+    assert (app / ".flash" / "artifact.tar.gz").read_bytes() == clean_bytes(app, index_args, capsys)
+
+
+def test_a_cold_build_right_after_deleting_flash_is_answered_next(
+    app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Deleting .flash just before a cold build changes the app folder, as making .flash does:
+    neither is a change of the app, and the next no-op is answered; a file added next to the
+    sources after that build is not missed."""
+    import shutil
+    import time
+
+    command = [sys.executable, "-X", "importtime", "-m", "flash_tasks", "build", "-C", str(app), "--color", "never", *index_args]
+    heavy = {"doit", "pydantic", "flash_tasks.graph", "flash_tasks.config"}
+    assert subprocess.run(command, capture_output=True, text=True).returncode == 0
+    time.sleep(1.2)  # the sources age past the margin; the deletion below does not
+    shutil.rmtree(app / ".flash")
+    cold = subprocess.run(command, capture_output=True, text=True)
+    assert cold.returncode == 0, cold.stderr
+    noop = subprocess.run(command, capture_output=True, text=True)
+    assert "nothing to do" in noop.stdout and not heavy & imported_modules(noop.stderr)
+    # A new source in the app folder right after: the folder's stamp says so, the build runs in full.
+    (app / "added_module.py").write_text("ADDED = 1\n")
+    after = subprocess.run(command, capture_output=True, text=True)
+    assert after.returncode == 0, after.stderr
+    assert heavy <= imported_modules(after.stderr)
+    with tarfile.open(app / ".flash" / "artifact.tar.gz") as tar:
+        assert "./added_module.py" in tar.getnames()
     assert (app / ".flash" / "artifact.tar.gz").read_bytes() == clean_bytes(app, index_args, capsys)
 
 
