@@ -11,9 +11,9 @@ copy of the app. Every round runs these cases, alternating the tools so that
 background load hits both alike:
 
 * ``cold``: ``.flash/`` deleted (package caches warm: both tools build once first);
-* ``noop``: build again, nothing changed (ours runs the graph and, having nothing to
-  do, writes the no-op record);
-* ``noop-recorded``: once more, nothing changed (ours is answered from that record);
+* ``noop``: build again, nothing changed (ours is answered from the no-op record the cold
+  build wrote, when it could write one; the output says per round whether it did);
+* ``noop-recorded``: once more, nothing changed (ours is answered from the record);
 * ``edit``: a comment appended to one source file;
 * ``add-dep``: ``six`` appended to requirements.txt (an untimed build without it
   comes first). For ours, ``.flash/.state/install-report.json`` and the segment files
@@ -136,6 +136,7 @@ def main() -> int:
     evidence: list[dict[str, Any]] = []
     noop_rebuilt: list[str] = []
     unrecorded: list[int] = []
+    cold_unrecorded: list[int] = []
 
     def record(case: str, tool: str, result) -> None:  # type: ignore[no-untyped-def]
         times[(case, tool)].append(result.wall)
@@ -148,6 +149,8 @@ def main() -> int:
         set_small_dep(ref_app, False)
         delete_flash(ours_app)
         record("cold", "ours", run_ours(ours_app))
+        if not (ours_app / ".flash" / ".state" / "quick.json").is_file():
+            cold_unrecorded.append(i + 1)
         delete_flash(ref_app)
         record("cold", "ref", run_ref(ref_app))
         # no-op (and did it really do nothing? the artifact must not be rewritten)
@@ -261,6 +264,7 @@ def main() -> int:
     print(f"ours no-op runs that rewrote the artifact: {len(noop_rebuilt)}/{args.runs}")
     for line in noop_rebuilt:
         print("  " + line)
+    print(f"rounds whose cold build wrote no record (the no-op then ran the graph): {cold_unrecorded or 'none'}")
     print(f"rounds whose no-op wrote no record (the next no-op then ran the graph again): {unrecorded or 'none'}")
     print()
     print(
