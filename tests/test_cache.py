@@ -373,8 +373,14 @@ def dav(tmp_path: Path) -> Iterator[Callable[..., DavServer]]:
 
 
 def fresh_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, n: int) -> None:
-    """An empty local cache, as on a new CI machine."""
+    """An empty local cache and an empty uv cache, as on a new CI machine."""
     monkeypatch.setenv("FLASH_TASKS_CACHE_DIR", str(tmp_path / f"machine-{n}-cache"))
+    empty_uv_cache(monkeypatch, tmp_path, n)
+
+
+def empty_uv_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, n: int) -> None:
+    """uv's cache empty (a new checkout on a cleaned machine): uv would have to fetch every wheel."""
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / f"machine-{n}-uv"))
 
 
 def populate(builds: Builds, server: DavServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -626,23 +632,34 @@ def tree(root: Path) -> dict[str, tuple[str, int, bytes]]:
 
 
 class UvInstalls:
-    """Counts the distributions handed to uv for installing (the SDK is fetched elsewhere)."""
+    """Counts the distributions uv installed (the SDK is fetched elsewhere).
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    ``cache_empty``: uv answers an install it may not go online for as it does when its cache
+    lacks a wheel (here the wheels lie in a local folder, which uv reads offline too).
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, cache_empty: bool = True) -> None:
         from flash_tasks.deps import installer
+        from flash_tasks.deps.uv import _UvRun
 
         self.names: list[str] = []
         real = installer._install_entries
 
-        def counting(entries: Any, *args: Any) -> Any:
-            self.names.extend(e.name for e in entries)
-            return real(entries, *args)
+        def counting(entries: Any, *args: Any, **options: Any) -> Any:
+            if cache_empty and options.get("online") is False:
+                miss = "error: Network connectivity is disabled, but the requested data wasn't found in the cache"
+                return _UvRun(returncode=2, stdout="", stderr=miss), False
+            run, online = real(entries, *args, **options)
+            if run.returncode == 0:
+                self.names.extend(e.name for e in entries)
+            return run, online
 
         monkeypatch.setattr(installer, "_install_entries", counting)
 
 
 def test_second_app_installs_from_the_local_cache_without_uv(builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     builds.ok(make_app(tmp_path / "one"))
+    empty_uv_cache(monkeypatch, tmp_path, 2)
     uv = UvInstalls(monkeypatch)
     compressions = Compressions(monkeypatch)
     app = make_app(tmp_path / "two")
@@ -683,6 +700,7 @@ def test_fresh_machine_installs_from_the_remote(dav: Callable[..., DavServer], b
     assert tree(app / ".flash" / ".build") == tree(builds.last_clean(app) / ".flash" / ".build")
     # The records came along into this machine's local cache: a third app needs no remote.
     server.stop()
+    empty_uv_cache(monkeypatch, tmp_path, 3)
     uv.names.clear()
     third = make_app(tmp_path / "third")
     builds.ok(third, "--color", "never")
@@ -712,6 +730,7 @@ def test_a_segment_that_disagrees_with_its_record_is_not_used(builds: Builds, tm
     builds.ok(make_app(tmp_path / "one"))
     local = LocalCache(Path(os.environ["FLASH_TASKS_CACHE_DIR"]), 1 << 30)
     _tamper_segment(local, "alpha")
+    empty_uv_cache(monkeypatch, tmp_path, 2)
     uv = UvInstalls(monkeypatch)
     app = make_app(tmp_path / "two")
     err = builds.ok(app, "--color", "never")
@@ -720,6 +739,7 @@ def test_a_segment_that_disagrees_with_its_record_is_not_used(builds: Builds, tm
     assert uv.names == ["alpha"]
     builds.assert_clean(app)
     # The damaged records left the cache; the segment compressed instead took their place.
+    empty_uv_cache(monkeypatch, tmp_path, 3)
     uv.names.clear()
     third = make_app(tmp_path / "three")
     assert not warnings_in(builds.ok(third, "--color", "never"))
@@ -745,4 +765,16 @@ def test_a_remote_without_install_records_gets_them(dav: Callable[..., DavServer
     app = make_app(tmp_path / "third-machine")
     builds.ok(app, "--remote-cache", server.url)
     assert uv.names == [] and cache.last_stats().installs_restored == len(DEPS)
+    builds.assert_clean(app)
+
+
+def test_uv_installs_from_its_own_cache_before_segments_are_extracted(builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With every wheel in uv's cache, uv installs (faster than extracting); segments still spare the compression."""
+    builds.ok(make_app(tmp_path / "one"))
+    uv = UvInstalls(monkeypatch, cache_empty=False)
+    compressions = Compressions(monkeypatch)
+    app = make_app(tmp_path / "two")
+    builds.ok(app)
+    assert sorted(uv.names) == sorted(DEPS) and cache.last_stats().installs_restored == 0
+    assert compressions.dependency_segments() == 0 and cache.last_stats().local_hits == len(DEPS)
     builds.assert_clean(app)

@@ -166,8 +166,8 @@ def _missing_excluded(stderr: str, excluded: Mapping[str, str]) -> dict[str, lis
     return found
 
 
-def _install_entries(entries: Sequence[LockEntry], build_dir: Path, settings: DepsSettings) -> tuple[_UvRun, bool]:
-    """Install pinned entries with uv, from its cache if it can; says whether it went online."""
+def _install_entries(entries: Sequence[LockEntry], build_dir: Path, settings: DepsSettings, *, online: bool = True) -> tuple[_UvRun, bool]:
+    """Install pinned entries with uv, from its cache if it can (else online, unless not ``online``); says whether it went online."""
     lock_existed = (build_dir / ".lock").exists()
     with tempfile.TemporaryDirectory(prefix="flash-install-") as tmp:
         workdir = Path(tmp)
@@ -187,7 +187,7 @@ def _install_entries(entries: Sequence[LockEntry], build_dir: Path, settings: De
         ]
         run = _run_uv([*args, "--offline"], settings, cwd=workdir, quiet=True)
         went_online = False
-        if run.returncode != 0 and uv_says("offline-miss", run.stderr):
+        if online and run.returncode != 0 and uv_says("offline-miss", run.stderr):
             went_online = True
             run = _run_uv(args, settings, cwd=workdir)
     if not lock_existed:
@@ -289,13 +289,20 @@ def install(
     to_add = [entry for name, entry in sorted(lock.entries.items()) if name not in kept]
     used_network = False
     installed: dict[str, InstalledDistribution] = {}
+    run: _UvRun | None = None
     if to_add and restore is not None:
-        installed.update(restore(to_add))
-        to_add = [entry for entry in to_add if entry.name not in installed]
+        # From its own cache uv installs faster than segments extract; only when it would have
+        # to download do the shared caches' segments stand in (uv fetches what they lack).
+        run, _ = _install_entries(to_add, build_dir, settings, online=False)
+        if run.returncode != 0 and uv_says("offline-miss", run.stderr):
+            installed.update(restore(to_add))
+            to_add = [entry for entry in to_add if entry.name not in installed]
+            run = None
     if to_add:
         from ..cache.installs import install_key
 
-        run, used_network = _install_entries(to_add, build_dir, settings)
+        if run is None:
+            run, used_network = _install_entries(to_add, build_dir, settings)
         if run.returncode != 0:
             _save_state(state_path, settings, {**kept, **installed})
             raise _dependency_error(run, settings, (), "installing dependencies")
