@@ -39,7 +39,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -74,6 +74,7 @@ DEFAULT_MAX = 5 * 1024**3
 SEGMENT_KIND = "segment"
 #: Bumped when the meaning of an action key changes.
 KEY_VERSION = 1
+T = TypeVar("T")
 FETCH_WORKERS = 4
 
 
@@ -262,6 +263,25 @@ def _parse_action(data: bytes, paths: list[Path]) -> ActionRecord | None:
     if record.kind != SEGMENT_KIND or record.name != paths[0].name or len(record.blobs) != len(paths):
         return None
     return record
+
+
+def _first_found(session: _Session, local: Callable[[LocalCache], T | None], remote: Callable[[RemoteCache], T | None]) -> T | None:
+    """What the local cache gives, else what the remote gives; a cache that fails is not used again by the build."""
+    if session.local is not None:
+        try:
+            found = local(session.local)
+            if found is not None:
+                return found
+        except OSError as exc:
+            session.local_failed(exc)
+    if session.remote is not None:
+        from .remote import RemoteError
+
+        try:
+            return remote(session.remote)
+        except RemoteError as exc:
+            session.remote_failed(exc)
+    return None
 
 
 def _restore_group(session: _Session, paths: list[Path]) -> dict[str, BlobRecord]:

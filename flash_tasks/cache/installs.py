@@ -44,7 +44,7 @@ from pydantic import Field, ValidationError
 from zlib_ng import gzip_ng, zlib_ng
 
 from ..store import Blob, BlobRecord, Record, hash_file, load, record_digest
-from . import KEY_VERSION, TreeFile, _restore_group, _session
+from . import KEY_VERSION, TreeFile, _first_found, _restore_group, _session
 from .local import _touch
 
 if TYPE_CHECKING:
@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     from ..deps.installed import InstalledDistribution
     from ..deps.locks import LockEntry
     from ..deps.settings import DepsSettings
+    from .local import LocalCache
+    from .remote import RemoteCache
 
 INSTALL_KIND = "install"
 READ_CHUNK = 1 << 20
@@ -151,24 +153,16 @@ def install_record(build: Path, dist: dict[str, object], own_tops: Sequence[str]
 def _lookup(key: str) -> InstallAction | None:
     """The install record under ``key``: local cache first, then the remote."""
     session = _session()
-    local = session.local
-    if local is not None:
-        try:
-            record = load(InstallAction, local.action_path(key))
-            if record is not None and record.kind == INSTALL_KIND:
-                _touch(local.action_path(key))
-                return record
-        except OSError as exc:
-            session.local_failed(exc)
-    remote = session.remote
-    if remote is not None:
-        from .remote import RemoteError
 
-        try:
-            data = remote.get_small(f"ac/{key}")
-        except RemoteError as exc:
-            session.remote_failed(exc)
+    def local(cache: LocalCache) -> InstallAction | None:
+        record = load(InstallAction, cache.action_path(key))
+        if record is None or record.kind != INSTALL_KIND:
             return None
+        _touch(cache.action_path(key))
+        return record
+
+    def remote(cache: RemoteCache) -> InstallAction | None:
+        data = cache.get_small(f"ac/{key}")
         if data is None:
             with session.lock:
                 session.remote_misses.add(key)
@@ -177,11 +171,13 @@ def _lookup(key: str) -> InstallAction | None:
             found = InstallAction.model_validate_json(data)
         except (ValidationError, ValueError):
             return None
-        if found.kind == INSTALL_KIND:
-            with session.lock:
-                session.fetched_installs[key] = data
-            return found
-    return None
+        if found.kind != INSTALL_KIND:
+            return None
+        with session.lock:
+            session.fetched_installs[key] = data
+        return found
+
+    return _first_found(session, local, remote)
 
 
 
@@ -307,24 +303,13 @@ def _check(staging: Path, dist: InstalledDistribution, digests: dict[str, str]) 
 
 def _fetch_extra(rel: str, entry: TreeFile, dest: Path) -> bool:
     """One extra file of an install record into ``dest``, checked against its digest."""
-    session = _session()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    local = session.local
-    if local is not None:
-        try:
-            if local.fetch(entry.blob, dest):
-                return True
-        except OSError as exc:
-            session.local_failed(exc)
-    remote = session.remote
-    if remote is not None:
-        from .remote import RemoteError
-
-        try:
-            return remote.download(entry.blob, dest) == "ok"
-        except RemoteError as exc:
-            session.remote_failed(exc)
-    return False
+    found = _first_found(
+        _session(),
+        lambda cache: cache.fetch(entry.blob, dest) or None,
+        lambda cache: cache.download(entry.blob, dest) == "ok" or None,
+    )
+    return bool(found)
 
 
 @dataclass
