@@ -416,10 +416,18 @@ def _consoles(options: BuildOptions, out: IO[str], err: IO[str], log: OutputLog 
     quiet = options.quiet or options.json
     if log is None:
         return Console.create(out, options.color, quiet=quiet), Console.create(err, options.color, quiet=quiet)
+    return _recording_pair(RecordingConsole, options, out, err, log)
+
+
+def _recording_pair(
+    kind: type[RecordingConsole], options: BuildOptions, out: IO[str], err: IO[str], log: OutputLog
+) -> tuple[RecordingConsole, RecordingConsole]:
+    """Consoles of ``kind`` for stdout and stderr that note what they print in ``log``."""
+    quiet = options.quiet or options.json
     consoles = []
     for name, stream in (("out", out), ("err", err)):
-        console = RecordingConsole.create(stream, options.color, quiet=quiet)
-        assert isinstance(console, RecordingConsole)
+        console = kind.create(stream, options.color, quiet=quiet)
+        assert isinstance(console, kind)
         console.log, console.name = log, name
         consoles.append(console)
     return consoles[0], consoles[1]
@@ -448,14 +456,7 @@ def noop_output(config: BuildConfig, options: BuildOptions, report: BuildReport,
     from ..quick import OutputLog
 
     log = OutputLog()
-    quiet = options.quiet or options.json
-    consoles = []
-    for name, stream in (("out", out), ("err", err)):
-        console = ShadowConsole.create(stream, options.color, quiet=quiet)
-        assert isinstance(console, ShadowConsole)
-        console.log, console.name = log, name
-        consoles.append(console)
-    console, err_console = consoles
+    console, err_console = _recording_pair(ShadowConsole, options, out, err, log)
     view = PhaseView(config, console, phases=not console.quiet)
     skipped = [TaskEvent(e.name, "skipped") for e in report.events]
     for event in sorted(skipped, key=lambda e: PHASES.index(phase_of(e.name))):
