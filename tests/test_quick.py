@@ -491,3 +491,19 @@ def test_the_package_digests_follow_its_files(tmp_path: Path, monkeypatch: pytes
     assert after_graph[0] != build and quick.tool_fingerprint() == after_graph[0][:16]
     (tmp_path / "graph.py").write_text("A = 1\n")  # back as it was: the same digest again
     assert quick._package_digests()[0] == build
+
+
+def test_a_damaged_lock_plan_is_made_again_not_followed(app: Path, index_args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """lock-plan.json with one byte of a file name changed (size and mtime kept): still valid JSON with
+    the same key, but not what was written, so the plan is made again and the build succeeds."""
+    assert flash(app, index_args, capsys)[0] == 0
+    plan = app / ".flash" / ".state" / "lock-plan.json"
+    data = plan.read_bytes()
+    at = data.index(b"requirements.txt")
+    info = plan.stat()
+    plan.write_bytes(data[:at] + b"R" + data[at + 1 :])
+    os.utime(plan, ns=(info.st_atime_ns, info.st_mtime_ns))
+    for extra in ((), ("--verify",)):
+        code, _, err = flash(app, index_args, capsys, *extra)
+        assert code == 0, err
+    assert (app / ".flash" / "artifact.tar.gz").read_bytes() == clean_bytes(app, index_args, capsys)

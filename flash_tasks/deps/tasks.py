@@ -119,22 +119,22 @@ def planned_locks(config: BuildConfig, tool: str) -> PlannedLocks:
     code decides the plan too). ``FlashError`` (a requirement that cannot be
     read) propagates, and nothing is recorded.
     """
-    from ..store import load, save
+    from ..stage import write_json
+    from ..store import read_state
 
     key = _plan_key(config, tool)
     candidates = _candidates(config)
-    record = load(LockPlanRecord, lock_plan_path(config))
+    # A state file with its own digest: a damaged plan is made again, never followed.
+    record = read_state(lock_plan_path(config), LockPlanRecord)
     if record is not None and record.key == key and record.candidates == candidates and _same_files(record.opened):
         return PlannedLocks(dict(record.digests), list(record.files))
     plan = LockPlan(config)
     planned = PlannedLocks({group: plan.digest(group) for group in plan.groups}, plan.files)
     if _candidates(config) == candidates:  # else a file came or went meanwhile: no record
-        save(
-            lock_plan_path(config),
-            LockPlanRecord(
-                key=key, digests=planned.digests, files=planned.files, candidates=candidates, opened=list(plan.app.opened)
-            ),
+        record = LockPlanRecord(
+            key=key, digests=planned.digests, files=planned.files, candidates=candidates, opened=list(plan.app.opened)
         )
+        write_json(lock_plan_path(config), record.model_dump(mode="json"))
     return planned
 
 
