@@ -44,7 +44,7 @@ from pydantic import Field, ValidationError
 from zlib_ng import gzip_ng, zlib_ng
 
 from ..store import Blob, BlobRecord, Record, hash_file, load, record_digest
-from . import KEY_VERSION, TreeFile, _first_found, _restore_group, _session
+from . import KEY_VERSION, TreeFile, _first_found, _restore_group, _safe_relative, _session
 from .local import _touch
 
 if TYPE_CHECKING:
@@ -197,8 +197,8 @@ _RESTORE_ERRORS: tuple[type[BaseException], ...] = (_Unusable, OSError, tarfile.
 
 
 def _safe(name: str, tops: set[str]) -> bool:
-    parts = name.split("/")
-    return bool(name) and not name.startswith("/") and all(p not in ("", ".", "..") for p in parts) and "\\" not in name and parts[0] in tops
+    """A plain relative path under one of ``tops``."""
+    return _safe_relative(name) and name.split("/", 1)[0] in tops
 
 
 def _write_file(target: str, data: bytes, mode: int) -> str:
