@@ -256,6 +256,8 @@ def _build_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         find_links=tuple(args.find_links),
         no_index=args.no_index,
         runpod_flash_version=args.runpod_flash_version,
+        # One build run by this command: its runner completes .build after it when asked to (cache.fill).
+        background_fill=not args.watch and os.environ.get("FLASH_TASKS_BACKGROUND_FILL", "").strip() not in ("0", "false", "no"),
     )
 
 

@@ -66,6 +66,10 @@ class BuildConfig(BaseModel):
     upgrade: bool = False
     #: Re-read every cached piece instead of trusting unchanged stamps (``--verify``).
     verify: bool = False
+    #: Publish the artifact before ``.build`` holds every dependency file when all of them come
+    #: from cached segments; a process of its own completes ``.build`` (``cache.fill``). Only for
+    #: one ``flash build`` run: its runner starts that process.
+    background_fill: bool = False
     #: Install ``[project].dependencies`` of the app's pyproject.toml into workers
     #: (``[tool.flash-tasks] project-dependencies = true``). Off by default: real apps list
     #: their local tooling there, and runpod-flash reads only requirements.txt.

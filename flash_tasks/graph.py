@@ -418,9 +418,10 @@ class InstallPresent:
 
     def __call__(self, task: Any, values: Any) -> bool:
         from .deps.installed import file_sha256, load_install_state
+        from .quick import FILLING_MARKER
         from .store import TreeRecord, load, tree_intact
 
-        if self.verify:
+        if self.verify or os.path.lexists(self.record.parent / FILLING_MARKER):
             return False
         state = load_install_state(self.record)
         if state is None or not state.lock_sha256:

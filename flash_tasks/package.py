@@ -39,6 +39,7 @@ from .config import BuildConfig
 if TYPE_CHECKING:
     from .cache.installs import InstallRecord
 from .errors import BuildError
+from .quick import FILLING_MARKER
 from .stage import remove_path, write_bytes_atomic
 from .store import (
     ArtifactRecord,
@@ -102,6 +103,9 @@ def _distributions(config: BuildConfig) -> dict[str, Any]:
 
 
 _DIST_FILES: dict[tuple[str, str, str], list[tuple[str, str | None]]] = {}
+#: Distributions whose files ``cache.fill`` extracts after this build: their files in place
+#: already (those under shared top-level entries), with their RECORD digests.
+_LATER: dict[str, list[tuple[str, str | None]]] = {}
 
 
 def _dist_files(build: Path, dist: dict[str, Any]) -> list[tuple[str, str | None]]:
@@ -111,6 +115,8 @@ def _dist_files(build: Path, dist: dict[str, Any]) -> list[tuple[str, str | None
     damaged RECORD can never vouch for damaged files. Remembered for the rest of
     the archive step (keyed by that digest).
     """
+    if dist["name"] in _LATER:
+        return _LATER[dist["name"]]  # the rest is not there yet; its segments ship it
     key = (str(build), str(dist["dist_info"]), str(dist.get("content_hash")))
     if key not in _DIST_FILES:
         _DIST_FILES[key] = _read_dist_files(build, dist)
@@ -382,6 +388,9 @@ def _build_archive(config: BuildConfig, repairs: list[str]) -> None:
         remove_path(paths.segments)
     paths.segments.mkdir(parents=True, exist_ok=True)
     _DIST_FILES.clear()
+    _LATER.clear()
+    if os.path.lexists(paths.state / FILLING_MARKER):
+        _LATER.update(_extracted_later(config))
     _ensure_fresh(config, repairs)
     fresh, cached = plan_segments(config)
     previous_index = load(SegmentIndex, segment_index_path(config))
@@ -393,6 +402,20 @@ def _build_archive(config: BuildConfig, repairs: list[str]) -> None:
 
         valid.update(restore_segments(config, missing))
     # -- end shared caches
+    if os.path.lexists(paths.state / FILLING_MARKER) and _fill_first(config, cached, valid):
+        # Some files whose extraction was left for after the build are needed now: extract them first.
+        from .cache.fill import fill
+
+        failed = fill(paths)
+        if failed:
+            raise BuildError(
+                f"the cached segments of {', '.join(failed)} do not hold what their RECORD lists",
+                hint="build again: those are then installed from their wheels",
+            )
+        _DIST_FILES.clear()
+        _LATER.clear()
+        fresh, cached = plan_segments(config)
+        valid = _valid_segments(cached, config.verify, previous_index, repairs)
     # Files of distributions that share a top-level entry ship in the fresh segment: check them too.
     fresh_tops = {f.split("/", 1)[0] for f in fresh}
     fresh_expect: dict[str, str | None] = {}
@@ -444,6 +467,38 @@ def _build_archive(config: BuildConfig, repairs: list[str]) -> None:
         groups = [(g.paths, [index.segments[p.name].blob for p in g.paths], _install_of(build, g)) for g in cached]
         store_segments(config, groups, {i.path.name for i in infos[1:]})
     # -- end shared caches
+
+
+def _extracted_later(config: BuildConfig) -> dict[str, list[tuple[str, str | None]]]:
+    """The distributions whose files ``cache.fill`` is to extract after this build, and their files in place."""
+    from .cache.fill import FillState, marker_path
+
+    state = load(FillState, marker_path(config.paths))
+    if state is None:
+        return {}
+    return {str(entry.dist.get("name")): sorted(entry.extra.items()) for entry in state.entries}
+
+
+def _fill_first(config: BuildConfig, cached: list[DistSegments], valid: dict[str, Any]) -> bool:
+    """Whether a distribution left to ``cache.fill`` is not shipped exactly as its segments, whole, as planned."""
+    from .cache.fill import FillState, marker_path
+
+    state = load(FillState, marker_path(config.paths))
+    if state is None:
+        return False  # gone meanwhile (or damaged: the install step's top-level check catches that next time)
+    planned = {str(group.dist["name"]): group for group in cached}
+    for entry in state.entries:
+        group = planned.get(str(entry.dist.get("name")))
+        if (
+            config.verify
+            or group is None
+            or list(group.own_tops) != entry.own
+            or [p.name for p in group.paths] != entry.segments
+        ):
+            return True
+        if not all(p.name in valid for p in group.paths):
+            return True
+    return False
 
 
 def _install_of(build: Path, group: DistSegments) -> Callable[[], InstallRecord | None]:

@@ -47,6 +47,8 @@ from .stage import write_bytes_atomic
 RECORD_NAME = "quick.json"
 #: In .flash/.state/ while a build runs (a killed build leaves it behind).
 RUNNING_MARKER = "running"
+#: In ``.state`` while ``.build`` is being completed after a build (``cache.fill``).
+FILLING_MARKER = "filling.json"
 LAST_BUILD = "last-build.json"
 #: Files under .flash/ that are not stamped: the record itself, the lock file, the pointer
 #: to the last artifact (rewritten by every build; checked by content) and doit's own record
@@ -411,7 +413,7 @@ def answer(options: Mapping[str, Any], out: IO[str], err: IO[str]) -> str:
         return BUILD
     app_dir = Path(str(options.get("directory") or ".")).expanduser().resolve()
     flash = app_dir / ".flash"
-    if (flash / ".state" / RUNNING_MARKER).exists():
+    if (flash / ".state" / RUNNING_MARKER).exists() or os.path.lexists(flash / ".state" / FILLING_MARKER):
         return BUILD
     data = load_record(record_path(app_dir))
     if not isinstance(data, dict):

@@ -27,7 +27,7 @@ from typing import IO, Any, Protocol
 
 from .config import BuildConfig
 from .errors import BuildError, FlashError
-from .quick import RUNNING_MARKER
+from .quick import FILLING_MARKER, RUNNING_MARKER
 from .stage import read_json, remove_path
 
 
@@ -59,6 +59,8 @@ class BuildReport:
     events: list[TaskEvent] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: Distributions whose files a process of their own is extracting into ``.build`` (``cache.fill``).
+    filling: int = 0
 
 
 class _Log:
@@ -154,14 +156,16 @@ def _make_reporter(log: _Log) -> type:
 
 
 @contextmanager
-def hold_lock(lock_file: Path, stream: IO[str] | None, waiting: str) -> Iterator[None]:
+def hold_lock(lock_file: Path, stream: IO[str] | None, waiting: str) -> Iterator[int | None]:
     """Hold an exclusive lock on ``lock_file``, saying ``waiting`` if someone else has it.
 
     An ``flock`` on the file: one try that does not block, so the message is
     written only when there is something to wait for, then a wait with no time
     limit. A lock taken on a file that was unlinked meanwhile (``flash clean``
     removes it) is taken again on the file now at that name. The lock file stays
-    in place after release. Where ``flock`` is missing (not POSIX) or the
+    in place after release. Yields the locked descriptor (a process started
+    with it keeps the lock after this one lets go), or None for the fallback.
+    Where ``flock`` is missing (not POSIX) or the
     filesystem refuses it, filelock's portable lock is used instead; it is not
     imported otherwise: with the rest of a build already imported, ``import
     filelock`` (4.3) added a median of 15 ms (11-17 ms, 7 runs) to a no-op
@@ -193,12 +197,12 @@ def hold_lock(lock_file: Path, stream: IO[str] | None, waiting: str) -> Iterator
             os.close(fd)  # unlinked while we waited: lock the file now at that name
             continue
         try:
-            yield
+            yield fd
         finally:
-            os.close(fd)  # releases the lock
+            os.close(fd)  # releases the lock (unless a process started meanwhile holds it too)
         return
     with _portable_lock(lock_file, stream, waiting if not told else ""):
-        yield
+        yield None
 
 
 @contextmanager
@@ -272,6 +276,8 @@ def recover_if_interrupted(config: BuildConfig) -> bool:
     # Where temporaries usually are; cheap enough to sweep on every build.
     for folder in (paths.flash, paths.state, paths.segments):
         _sweep(folder)
+    if os.path.lexists(paths.state / FILLING_MARKER):
+        _sweep(paths.build)  # a fill that did not finish (cache.fill) extracts into folders of its own there
     if not (paths.state / RUNNING_MARKER).exists():
         return False
     for db in paths.flash.glob(paths.db.name + "*"):
@@ -432,6 +438,7 @@ def run_tasks(
     from .graph import namespace
 
     started = time.perf_counter()
+    filling = 0
     explainer = None
     if explain:
         from .commands.explain import Explainer
@@ -439,7 +446,7 @@ def run_tasks(
         explainer = Explainer(config)
     log = _Log(verbose_stream, listener, explainer)
     prepare_flash_dir(config)
-    with build_lock(config, wait_stream if wait_stream is not None else verbose_stream):
+    with build_lock(config, wait_stream if wait_stream is not None else verbose_stream) as lock_fd:
         prepare_flash_dir(config)
         recover_if_interrupted(config)
         clear_misplaced_folders(config)
@@ -477,6 +484,10 @@ def run_tasks(
             caches = sys.modules.get("flash_tasks.cache")
             if caches is not None:
                 caches.end_build()  # the next build (--watch) starts its own cache session
+            if "flash_tasks.cache.fill" in sys.modules:  # loaded by an install step that left files for later
+                from .cache.fill import start
+
+                filling = start(config.paths, lock_fd)
             try:
                 _save_task_configs(config, log.configs, log.tasks)
             except FlashError:  # only --explain's wording suffers; never hide the build's own outcome
@@ -486,7 +497,7 @@ def run_tasks(
         raise log.failure
     if code != 0:
         raise _doit_failure(code, log.failure_text, doit_errors.getvalue(), verbose_stream)
-    report = BuildReport(artifact=config.paths.artifact, manifest=config.paths.manifest, events=log.events)
+    report = BuildReport(artifact=config.paths.artifact, manifest=config.paths.manifest, events=log.events, filling=filling)
     report.ran = [e.name for e in log.events if e.status == "run"]
     report.skipped = [e.name for e in log.events if e.status == "skipped"]
     report.warnings = read_json(config.paths.warnings_json, [])

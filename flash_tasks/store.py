@@ -172,17 +172,22 @@ def read_record(path: Path) -> list[tuple[str, str, str]]:
         return [(row[0], row[1] if len(row) > 1 else "", row[2] if len(row) > 2 else "") for row in csv.reader(handle) if row]
 
 
-def content_hash(build_dir: Path, dist_info: str, rows: list[tuple[str, str, str]]) -> str:
+def content_hash(build_dir: Path, dist_info: str, rows: list[tuple[str, str, str]], *, absent: frozenset[str] = frozenset()) -> str:
     """One digest over a distribution's RECORD rows: changes iff its listed files do.
 
     Rows without a digest (RECORD itself aside) are hashed from the file, so the
     value also covers them; files listed but absent are left out (and so change it).
+    Rows under the top-level entries ``absent`` count as present as listed (their
+    files are extracted later, ``cache.fill``); such a row without a digest is a
+    ``ValueError``.
     """
-    return hash_record_rows(build_dir, dist_info, rows)[0]
+    return hash_record_rows(build_dir, dist_info, rows, absent=absent)[0]
 
 
-def hash_record_rows(build_dir: Path, dist_info: str, rows: list[tuple[str, str, str]]) -> tuple[str, set[str]]:
-    """``content_hash``, and the rows' paths that were found as regular files.
+def hash_record_rows(
+    build_dir: Path, dist_info: str, rows: list[tuple[str, str, str]], *, absent: frozenset[str] = frozenset()
+) -> tuple[str, set[str]]:
+    """``content_hash``, and the rows' paths that were found as regular files (or are under ``absent``).
 
     Works on plain strings: this runs over every row of a big distribution's
     RECORD whenever the archive step lists its files.
@@ -197,6 +202,12 @@ def hash_record_rows(build_dir: Path, dist_info: str, rows: list[tuple[str, str,
             continue
         normal = _normal_inside(relative)
         if normal is None:
+            continue
+        if absent and normal.split(os.sep, 1)[0] in absent:
+            if not digest or not length.isdigit():
+                raise ValueError(f"{relative} is listed without a digest")
+            found.add(relative)
+            lines.append(f"{relative}\0{digest}\0{length}\n")
             continue
         target = os.path.join(root, normal)
         try:

@@ -154,6 +154,9 @@ def _session_flash_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["FLASH_TASKS_CACHE_DIR"] = str(tmp_path_factory.mktemp("flash-cache-session"))
     for name in _REMOTE_CACHE_VARIABLES:
         os.environ.pop(name, None)
+    # A build that restores every dependency from the shared cache would complete .flash/.build in a
+    # process of its own after returning; tests look at .build right away. tests/test_fill.py turns it on.
+    os.environ["FLASH_TASKS_BACKGROUND_FILL"] = "0"
 
 
 @pytest.fixture()
@@ -168,3 +171,4 @@ def _isolated_flash_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch:
     monkeypatch.setenv("FLASH_TASKS_CACHE_DIR", str(tmp_path_factory.mktemp("flash-cache")))
     for name in _REMOTE_CACHE_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FLASH_TASKS_BACKGROUND_FILL", "0")

@@ -282,15 +282,22 @@ def _extract(segments: Sequence[Path], staging: Path, tops: set[str], writers: T
     return digests
 
 
-def _check(staging: Path, dist: InstalledDistribution, digests: dict[str, str]) -> None:
-    """The extracted files are exactly what the distribution's RECORD lists, and the RECORD is the recorded one."""
+def _check(staging: Path, dist: InstalledDistribution, digests: dict[str, str], absent: frozenset[str] = frozenset()) -> None:
+    """The extracted files are exactly what the distribution's RECORD lists, and the RECORD is the recorded one.
+
+    ``absent``: top-level entries whose files are not under ``staging`` (``digests`` has them).
+    """
     from ..store import content_hash, read_record
 
     try:
         rows = read_record(staging / dist.dist_info / "RECORD")
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise _Unusable(f"no readable RECORD ({exc})") from None
-    if content_hash(staging, dist.dist_info, rows) != dist.content_hash:
+    try:
+        same = content_hash(staging, dist.dist_info, rows, absent=absent) == dist.content_hash
+    except ValueError as exc:
+        raise _Unusable(str(exc)) from None
+    if not same:
         raise _Unusable("RECORD differs from the install record")
     listed = set()
     for relative, digest, _ in rows:
@@ -374,17 +381,65 @@ def _install_one(build_dir: Path, fetched: _Fetched, writers: ThreadPoolExecutor
             os.rename(staging / name, target)
             moved.append(target)
     except _RESTORE_ERRORS as exc:
-        for target in moved:  # a partly moved distribution is taken out again: uv installs it whole
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target, ignore_errors=True)
-            else:
-                target.unlink(missing_ok=True)
+        _take_out(moved)  # a partly moved distribution is taken out again: uv installs it whole
         _forget(fetched.key, fetched.paths)
         with _session().lock:
             _session().unusable_installs.append(f"{dist.name} {dist.version} ({exc})")
         return False
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    return True
+
+
+def _place_extra(build_dir: Path, fetched: _Fetched) -> bool:
+    """Put in place what the archive step reads of a distribution whose files are extracted later.
+
+    That is its files under shared top-level entries (``bin/`` scripts), which
+    ship in the fresh segment: each checked against its blob's digest as it is
+    fetched. Its segments, dist-info included, are extracted by ``fill``, which
+    then checks every file against RECORD. All or nothing.
+    """
+    dist, found = fetched.dist, fetched.record
+    moved: list[Path] = []
+    try:
+        for rel, item in sorted(found.extra.items()):
+            target = build_dir / rel
+            if os.path.lexists(target):
+                raise _Unusable(f"{rel} appeared in the build folder meanwhile")
+            staging = target.with_name(f".{target.name}.tmp-{os.getpid()}-{threading.get_native_id()}")  # swept after a kill
+            if not _fetch_extra(rel, item, staging):
+                staging.unlink(missing_ok=True)
+                raise _Unusable(f"{rel} is not in the caches")
+            os.chmod(staging, item.mode & 0o777)
+            os.rename(staging, target)
+            moved.append(target)
+    except _RESTORE_ERRORS as exc:
+        _take_out(moved)
+        _forget(fetched.key, fetched.paths)
+        with _session().lock:
+            _session().unusable_installs.append(f"{dist.name} {dist.version} ({exc})")
+        return False
+    return True
+
+
+def _take_out(moved: Sequence[Path]) -> None:
+    """Remove what was moved into the build folder for a distribution that then failed."""
+    for target in moved:
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            target.unlink(missing_ok=True)
+
+
+def _separate(fetched: Sequence[_Fetched]) -> bool:
+    """Whether no distribution's own top-level entries are shared with another's (or the SDK's)."""
+    for item in fetched:
+        others = {"runpod_flash"}
+        for other in fetched:
+            if other is not item:
+                others.update(other.dist.top_level)
+        if item.own & others:
+            return False
     return True
 
 
@@ -413,12 +468,22 @@ def _forget(key: str, paths: Sequence[Path]) -> None:
 
 
 def restore_installs(
-    config: BuildConfig, build_dir: Path, entries: Sequence[LockEntry], settings: DepsSettings, requested: frozenset[str] | None
+    config: BuildConfig,
+    build_dir: Path,
+    entries: Sequence[LockEntry],
+    settings: DepsSettings,
+    requested: frozenset[str] | None,
+    *,
+    background: bool = False,
 ) -> dict[str, InstalledDistribution]:
     """Install what the caches can from segments; returns the distributions installed so.
 
     Their segments are left in ``.flash/.state/segments`` and entered in its
-    index, so the archive step uses them without reading them again.
+    index, so the archive step uses them without reading them again. With
+    ``background``: nothing unless every entry's segments are found and no two
+    of them share a top-level entry; then only what the archive step reads is
+    put in place now, the rest is extracted after the build (``fill``), as a
+    pending-fill record written here (before the install state names them) says.
     """
     session = _session()
     if session.local is None and session.remote is None:
@@ -447,11 +512,37 @@ def restore_installs(
         fetched = list(fetchers.map(lambda job: _fetch_one(config, build_dir, *job), jobs))
     out: dict[str, InstalledDistribution] = {}
     segments: dict[str, BlobRecord] = {}
+    found = [item for item in fetched if item is not None]
+    later = background and len(found) == len(jobs) == len(entries) and _separate(found)
+    if background and not later:
+        return {}  # not all of them: uv installs them (from its cache, or else from these segments)
+    deferred: list[_Fetched] = []
     with ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="flash-restore") as writers:
-        for item in fetched:
-            if item is not None and _install_one(build_dir, item, writers):
-                out[item.dist.name] = item.dist.model_copy(update={"install_key": item.key})
-                segments.update(item.segments)
+        for item in found:
+            if later:
+                if not _place_extra(build_dir, item):
+                    continue  # uv installs it
+                deferred.append(item)
+            elif not _install_one(build_dir, item, writers):
+                continue
+            out[item.dist.name] = item.dist.model_copy(update={"install_key": item.key})
+            segments.update(item.segments)
+    if deferred:
+        from .fill import FillEntry, write_pending
+
+        write_pending(
+            config.paths,
+            [
+                FillEntry(
+                    key=item.key,
+                    dist=item.dist.model_dump(mode="json"),
+                    own=sorted(item.own),
+                    extra={rel: record_digest(bytes.fromhex(f.blob.sha256)) for rel, f in sorted(item.record.extra.items())},
+                    segments=[p.name for p in item.paths],
+                )
+                for item in deferred
+            ],
+        )
     if segments:
         from ..package import adopt_segments
 
@@ -460,6 +551,8 @@ def restore_installs(
         session.stats.installs_restored += len(out)
         if session.unusable_installs:
             bad = session.unusable_installs
-            session.warnings.append(f"cached segments could not be used for {', '.join(bad)}; installed from the wheels instead")
+            session.warnings.append(
+                f"cached segments could not be used for {', '.join(bad)}; installed from the wheels instead"
+            )
             session.unusable_installs = []
     return out

@@ -286,6 +286,11 @@ def print_summary(config: BuildConfig, report: BuildReport, console: Console) ->
             f"{console.style('Built', 'green', 'bold')} {where} ({format_size(size)}) in {took}: "
             f"{plural(len(report.ran), 'task')} run, {len(report.skipped)} up to date"
         )
+        if report.filling:
+            console.line(
+                f"  {show_path(config.paths.build)} gets the files of {plural(report.filling, 'package')} from cached "
+                "segments in the background; the next build waits for it"
+            )
     else:
         console.line(f"{console.style('Up to date', 'green', 'bold')}: {where} ({format_size(size)}), nothing to do ({took})")
 
@@ -496,6 +501,8 @@ def _record_build(
     from ..quick import run_key, stamp_inputs, tool_fingerprint, write_record
     from ..store import stamps_written
 
+    if report.filling:
+        return  # .build is still being completed: the next build runs and records itself
     try:
         tree = scan_app_tree(config.app_dir)
         if tree.links:

@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import catalog
 from ..config import BuildConfig
+from ..quick import FILLING_MARKER
 from ..stage import read_json, write_bytes_atomic, write_json
 from ..store import Record
 
@@ -249,6 +250,11 @@ def install_action(config: BuildConfig, groups: list[str]) -> None:
     from ..cache.installs import restore_installs
 
     build = config.paths.build
+    # A fill left from an earlier build (killed, or its segments disagreed with RECORD): the
+    # distributions it did not complete lack top-level entries, and ``install`` reinstalls those.
+    marker = config.paths.state / FILLING_MARKER
+    earlier = _identity(marker)
+    background = config.background_fill and not config.verify
     result = install(
         lay.combined,
         build,
@@ -256,8 +262,19 @@ def install_action(config: BuildConfig, groups: list[str]) -> None:
         state_path=config.paths.install_json,
         verify=config.verify,
         requested=requested,
-        restore=lambda entries: restore_installs(config, build.resolve(), entries, plan.settings, requested),
+        restore=lambda entries, later: restore_installs(config, build.resolve(), entries, plan.settings, requested, background=later),
+        background=background,
     )
+    if earlier is not None and _identity(marker) == earlier:
+        from ..cache import _session
+        from ..cache.fill import failures
+
+        failed = failures(config.paths)
+        if failed:
+            _session().warnings.append(
+                f"completing .flash/.build from cached segments failed for {', '.join(failed)}; installed from the wheels instead"
+            )
+        marker.unlink(missing_ok=True)  # the install state saved above no longer counts on it
     from ..store import StageState, read_state
 
     stage = read_state(config.paths.stage_json, StageState)
@@ -274,6 +291,15 @@ def install_action(config: BuildConfig, groups: list[str]) -> None:
             "warnings": plan.warnings,
         },
     )
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Which file is at ``path`` (inode and change time), or None."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return (info.st_ino, info.st_ctime_ns)
 
 
 def reinstall(config: BuildConfig, name: str) -> None:
