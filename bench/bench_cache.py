@@ -30,14 +30,21 @@ three endpoints). Cases, each timed ``--runs`` times (median, min-max), ``.flash
   ``mount``; where it is not permitted those cases print "not measured".
 
 Every artifact is compared byte for byte with the no-cache build of the same app (same
-folder name), every build's stderr lines containing "warning" are counted.
+folder name), every build's stderr lines containing "warning" are counted. A cold build
+whose dependencies all come from cached segments publishes the artifact and leaves
+``.flash/.build`` to a process of its own (``flash_tasks.cache.fill``): the times are those
+of the build command; ".build complete" adds the wait until that process let go of the
+app's build lock, after which ``.flash/.build`` is compared with the no-cache build's
+(bytes and permission bits).
 
 Memory (``mem-local``, ``mem-remote``): an app whose only dependency is ``benchrand1000``,
 a synthetic wheel of ~1 GB of random bytes (``common.build_blob_wheel(incompressible=True)``,
 served from a ``--find-links`` folder), so its segments are ~1 GB. A first app fills a local
 cache and a remote (WsgiDAV); then, each run, a second app with empty ``.flash/`` restores
 from the warm local cache (uv's cache warm), and a fresh machine (empty local and uv caches,
-read-only remote) restores from the remote. Peak RSS: the largest single process (wait4)
+read-only remote) restores from the remote, in the build's own process
+(``FLASH_TASKS_BACKGROUND_FILL=0``: the sampler would lose a process left running after
+the build's has exited; it runs the same extraction). Peak RSS: the largest single process (wait4)
 and the whole process tree summed (sampled every 20 ms). Needs ~16 GB free under
 ``$FLASH_BENCH_DIR``; the big files are deleted at the end unless ``--keep-big``.
 
@@ -68,6 +75,7 @@ from common import (
     Run,
     blob_wheel_name,
     build_blob_wheel,
+    build_complete,
     delete_flash,
     du_mb,
     ensure_sdk_wheel,
@@ -75,14 +83,20 @@ from common import (
     machine_info,
     run_ours,
     run_ref,
+    same_tree,
     stats,
     table,
     verdict,
+    wait_for_fill,
     write_dep_app,
     write_realistic_app,
 )
 
 DAV_SERVER = Path(__file__).resolve().parent / "dav_server.py"
+#: The memory cases extract the segments in the measured process, not in the process a cold
+#: build leaves that to (``flash_tasks.cache.fill``, the same extraction code), which the
+#: process-tree sampler loses once the build's process has exited.
+IN_PROCESS = {"FLASH_TASKS_BACKGROUND_FILL": "0"}
 
 #: Case name -> label in the tables (the labels of the first four cases are those of earlier results files).
 LABELS: dict[str, str] = {
@@ -133,6 +147,11 @@ class Outcome:
     """What the runs of one case measured."""
 
     walls: list[float] = field(default_factory=list)
+    #: Seconds from the start until ``.flash/.build`` was complete too (the build's process may
+    #: have left it to a process of its own, ``flash_tasks.cache.fill``).
+    complete: list[float] = field(default_factory=list)
+    #: Whether ``.flash/.build`` then equals the no-cache build's, file for file (bytes and modes).
+    same_build: list[bool] = field(default_factory=list)
     #: Largest single process (wait4), MB.
     rss: list[float] = field(default_factory=list)
     #: Whole process tree, sampled (memory cases only), MB.
@@ -336,6 +355,8 @@ class Bench:
         self.work = work
         self.runs = runs
         self.outcomes: dict[str, Outcome] = {}
+        #: The no-cache build's ``.flash/.build`` (moved aside), to compare the others' with.
+        self.baseline_build: Path | None = None
 
     def outcome(self, key: str) -> Outcome:
         return self.outcomes.setdefault(key, Outcome())
@@ -364,8 +385,12 @@ class Bench:
         mark = server.mark() if server is not None else 0
         started = time.time()
         result = run_ours(app, "--color", "never", *extra, env={**CLEAN_ENV, **env}, sample_tree=sample_tree, check=False)
+        waited = wait_for_fill(app)
         out = self.outcome(key)
         out.walls.append(result.wall)
+        out.complete.append(result.wall + waited)
+        if self.baseline_build is not None and result.returncode == 0:
+            out.same_build.append(build_complete(app) and same_tree(app / ".flash" / ".build", self.baseline_build))
         out.rss.append(result.maxrss_mb)
         if sample_tree:
             out.tree.append(result.tree_rss_mb)
@@ -410,6 +435,9 @@ def realistic_phase(bench: Bench, selected: list[str], servers: Servers, mounts:
     run_ours(baseline_app, "-q", env={**CLEAN_ENV, **off})
     baseline = work / "baseline-artifact.tar.gz"
     shutil.copyfile(baseline_app / ".flash" / "artifact.tar.gz", baseline)
+    bench.baseline_build = work / "baseline-build"
+    shutil.rmtree(bench.baseline_build, ignore_errors=True)
+    shutil.copytree(baseline_app / ".flash" / ".build", bench.baseline_build, symlinks=True)
     run_ours(first, "-q", env={**CLEAN_ENV, "FLASH_TASKS_CACHE_DIR": str(shared), "UV_CACHE_DIR": str(uv_cache), "FLASH_TASKS_REMOTE_CACHE": url})
     objects = sorted((pristine / "cas").iterdir())
     log(f"  remote: {len(objects)} objects, {sum(p.stat().st_size for p in objects) / 1e6:.1f} MB")
@@ -490,6 +518,7 @@ def realistic_phase(bench: Bench, selected: list[str], servers: Servers, mounts:
 
 
 def memory_phase(bench: Bench, selected: list[str], servers: Servers, keep_big: bool) -> None:
+    bench.baseline_build = None  # another app: its artifact alone is compared
     wanted = [key for key in MEMORY if key in selected]
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     df = subprocess.run(["df", "-h", str(BENCH_DIR)], capture_output=True, text=True, check=False).stdout.strip()
@@ -530,7 +559,7 @@ def memory_phase(bench: Bench, selected: list[str], servers: Servers, keep_big: 
         for n in range(bench.runs):
             log(f"memory round {n + 1}/{bench.runs}")
             if "mem-local" in wanted:
-                env = {"FLASH_TASKS_CACHE_DIR": str(local), "UV_CACHE_DIR": str(uv_cache)}
+                env = {"FLASH_TASKS_CACHE_DIR": str(local), "UV_CACHE_DIR": str(uv_cache), **IN_PROCESS}
                 bench.ours("mem-local", second, baseline, env, *extra, sample_tree=True, read_from=local)
                 delete_flash(second)
             if "mem-remote" in wanted:
@@ -540,6 +569,7 @@ def memory_phase(bench: Bench, selected: list[str], servers: Servers, keep_big: 
                         "UV_CACHE_DIR": f"{machine}/uv",
                         "FLASH_TASKS_REMOTE_CACHE": url,
                         "FLASH_TASKS_REMOTE_CACHE_READ_ONLY": "1",
+                        **IN_PROCESS,
                     }
                     bench.ours("mem-remote", fresh, baseline, env, *extra, sample_tree=True, server=server)
                 delete_flash(fresh)
@@ -627,8 +657,16 @@ def report(bench: Bench, selected: list[str]) -> None:
                 continue
             s = stats(out.walls)
             same = "-" if key == "ref-cold" else ("yes" if out.all_identical() else "NO")
-            lines.append([LABELS[key], f"{s.median:.3f}", s.spread(), row.ratio, same, row.target, verdict(row.ok)])
-        print(table(["case", "median", "min-max", "ref/ours", "byte-identical", "target", "result"], lines))
+            if out.same_build:
+                same += ", .build " + ("same" if all(out.same_build) else "DIFFERS")
+            complete = f"{stats(out.complete).median:.3f}" if out.complete else "-"
+            lines.append([LABELS[key], f"{s.median:.3f}", s.spread(), complete, row.ratio, same, row.target, verdict(row.ok)])
+        print(table(["case", "median", "min-max", ".build complete", "ref/ours", "byte-identical", "target", "result"], lines))
+        print(
+            "(.build complete: seconds from the start until .flash/.build was complete too; a cold build whose\n"
+            " dependencies all come from cached segments leaves that to a process of its own, and the next\n"
+            " build of the app waits for it. .build same: equal to the no-cache build's, bytes and modes)"
+        )
 
     print()
     print("exit codes and stderr lines containing 'warning', per run")

@@ -608,7 +608,48 @@ def append_comment(path: Path, tag: str) -> None:
         fh.write(f"# bench edit {tag} {time.time_ns()}\n")
 
 
+def wait_for_fill(app: Path) -> float:
+    """Wait until no process holds the app's build lock; the seconds waited.
+
+    A cold build whose dependencies all come from cached segments publishes the artifact
+    and leaves ``.flash/.build`` to a process of its own, which holds the lock until the
+    build folder is complete (``flash_tasks.cache.fill``).
+    """
+    import fcntl
+
+    started = time.perf_counter()
+    try:
+        fd = os.open(app / ".flash" / ".lock", os.O_RDWR)
+    except FileNotFoundError:
+        return 0.0
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    finally:
+        os.close(fd)
+    return time.perf_counter() - started
+
+
+def build_complete(app: Path) -> bool:
+    """Whether ``.flash/.build`` holds everything (no fill pending or failed)."""
+    return not (app / ".flash" / ".state" / "filling.json").exists()
+
+
+def same_tree(one: Path, other: Path) -> bool:
+    """Whether two folders hold the same entries: kinds, permission bits and file bytes."""
+
+    def entries(root: Path) -> dict[str, tuple[str, int, bytes]]:
+        out: dict[str, tuple[str, int, bytes]] = {}
+        for path in sorted(root.rglob("*")):
+            info = path.lstat()
+            kind = "link" if path.is_symlink() else "dir" if path.is_dir() else "file"
+            out[path.relative_to(root).as_posix()] = (kind, info.st_mode & 0o777, path.read_bytes() if kind == "file" else b"")
+        return out
+
+    return entries(one) == entries(other)
+
+
 def delete_flash(app: Path) -> None:
+    wait_for_fill(app)
     shutil.rmtree(app / ".flash", ignore_errors=True)
 
 
