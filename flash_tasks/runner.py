@@ -225,7 +225,11 @@ def _portable_lock(lock_file: Path, stream: IO[str] | None, waiting: str) -> Ite
 
 def build_lock(config: BuildConfig, stream: IO[str] | None) -> Any:
     """Hold ``.flash/.lock`` for the build; a second build waits for it."""
-    return hold_lock(config.paths.lock_file, stream, "waiting for another build of this app to finish...\n")
+    if os.path.lexists(config.paths.state / FILLING_MARKER):
+        waiting = "waiting for .flash/.build to be completed from cached segments (the last build left that for after it)...\n"
+    else:
+        waiting = "waiting for another build of this app to finish...\n"
+    return hold_lock(config.paths.lock_file, stream, waiting)
 
 
 def task_configs_path(config: BuildConfig) -> Path:

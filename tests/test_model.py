@@ -197,6 +197,9 @@ class Figures:
     failed_builds: int = 0
     damage: Counter[str] = field(default_factory=Counter)
     kills: int = 0
+    #: Builds that left .flash/.build to a process of its own (flash_tasks.cache.fill), and those processes killed.
+    fills: int = 0
+    fills_killed: int = 0
     kills_after_finish: int = 0
     mismatches: int = 0
     problems: Counter[str] = field(default_factory=Counter)
@@ -214,6 +217,7 @@ class Figures:
             "damage: " + (", ".join(f"{k} {v}" for k, v in sorted(self.damage.items())) or "none")
             + f" ({sum(self.damage.values())} in all)",
             f"kills: {self.kills} (+{self.kills_after_finish} builds that finished before their kill)",
+            f"builds that completed .build in a process of their own: {self.fills} ({self.fills_killed} of those processes killed)",
             f"mismatches: {self.mismatches}",
             "no-op record: " + (", ".join(f"{k} {v}" for k, v in sorted(self.quick.items())) or "never consulted"),
             "problems: " + (", ".join(f"{k} {v}" for k, v in sorted(self.problems.items())) or "none"),
@@ -231,6 +235,8 @@ class Runner:
         self.scratch = scratch
         self.figures = figures
         self.cache: dict[str, Outcome] = {}
+        #: SIGKILL the process completing .flash/.build (if the build left one) this many ms after the build.
+        self.kill_fill_after: int | None = None
 
     def args(self, app: Path, flags: tuple[str, ...]) -> list[str]:
         return ["build", "-C", str(app), "--no-index", "--find-links", str(self.index), "-q", *flags]
@@ -239,6 +245,11 @@ class Runner:
         self.capture()
         try:
             code = main(self.args(app, flags))
+            if self.kill_fill_after is not None:
+                time.sleep(self.kill_fill_after / 1000)
+                self.figures.fills_killed += kill_fill(app / ".flash")
+            if wait_for_fill(app):
+                self.figures.fills += 1
         except Exception:  # noqa: BLE001 - whatever escapes main() is a traceback the user sees: a finding
             code = -1
             _, err = self.capture()
@@ -371,6 +382,10 @@ class TrustMachine(RuleBasedStateMachine):
         self.figures.verify_builds += "--verify" in extra
         got = self.runner.build(self.app, flags, self.inputs.output)
         self.check(got, before, "build")
+        if got.code == 0 and self.runner.kill_fill_after is None:
+            missing = incomplete_build_folder(self.flash)
+            if missing:
+                self.problem("incomplete .build", f"after a successful build (and its fill), missing: {missing[:5]}")
         if extra and got.code == 0:
             self.stamp_lies = False
 
@@ -574,9 +589,25 @@ class TrustMachine(RuleBasedStateMachine):
         self.stamp_lies = True
         self.step(f"damage flip keeping size and mtime: {target.relative_to(self.flash)}", True)
 
-    @rule(delay_ms=st.integers(0, 1600), then_build=st.sampled_from([True, True, False]))
-    def kill_a_build(self, delay_ms: int, then_build: bool) -> None:
-        """Start ``flash build`` in a subprocess and SIGKILL its process group after a random delay."""
+    @rule(fill_ms=st.sampled_from([0, 30, 100, 300, 800]))
+    def kill_a_fill(self, fill_ms: int) -> None:
+        """A cold build (``.flash`` deleted, as in a fresh checkout) whose process completing
+        .flash/.build is SIGKILLed ``fill_ms`` after it returned; then a build."""
+        self.figures.steps += 1
+        self.log.append(f"cold build, the process completing .build killed after {fill_ms} ms")
+        write_inputs(self.app, self.inputs)
+        shutil.rmtree(self.flash, ignore_errors=True)
+        self.runner.kill_fill_after = fill_ms
+        try:
+            self.build()
+        finally:
+            self.runner.kill_fill_after = None
+        self.build()
+
+    @rule(delay_ms=st.integers(0, 1600), then_build=st.sampled_from([True, True, False]), fill_ms=st.sampled_from([None, 0, 100, 300]))
+    def kill_a_build(self, delay_ms: int, then_build: bool, fill_ms: int | None) -> None:
+        """Start ``flash build`` in a subprocess and SIGKILL its process group after a random delay;
+        ``fill_ms``: then SIGKILL the process completing its .flash/.build, if there is one, that much later."""
         self.figures.steps += 1
         self.log.append(f"kill a build after {delay_ms} ms")
         write_inputs(self.app, self.inputs)
@@ -601,8 +632,73 @@ class TrustMachine(RuleBasedStateMachine):
                 output = self.inputs.output
                 self.check(Outcome(code, "", err.read(), snapshot(self.flash / output), snapshot(self.flash / "flash_manifest.json")), before, "subprocess build")
                 self.stamp_lies = self.stamp_lies and code != 0
+        if fill_ms is not None:
+            time.sleep(fill_ms / 1000)
+            self.figures.fills_killed += kill_fill(self.flash)
+        wait_for_fill(self.app)
         if then_build:
             self.build()
+
+
+def wait_for_fill(app: Path) -> bool:
+    """Wait while a process completing ``app``'s .flash/.build holds its build lock; whether one did."""
+    import fcntl
+
+    try:
+        fd = os.open(app / ".flash" / ".lock", os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return True
+    finally:
+        os.close(fd)
+
+
+def incomplete_build_folder(flash: Path) -> list[str]:
+    """Files the installed distributions' RECORDs list that .flash/.build lacks (and a pending fill, if any)."""
+    import csv
+    import json
+
+    if (flash / ".state" / "filling.json").exists():
+        return [".state/filling.json is still there"]
+    try:
+        installed = json.loads((flash / ".state" / "installed.json").read_text())
+    except (OSError, ValueError):
+        return []  # nothing recorded as installed (or a damaged record the next build replaces)
+    missing = []
+    for dist in (installed.get("data", installed).get("distributions") or {}).values():
+        record = flash / ".build" / dist["dist_info"] / "RECORD"
+        try:
+            rows = list(csv.reader(record.read_text().splitlines()))
+        except OSError:
+            missing.append(str(record.relative_to(flash)))
+            continue
+        missing += [row[0] for row in rows if row and not (flash / ".build" / row[0]).exists()]
+    return missing
+
+
+def kill_fill(flash: Path) -> int:
+    """SIGKILL the process completing ``flash``'s .build (``python -m flash_tasks.cache.fill FLASH``); how many."""
+    killed = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"flash_tasks.cache.fill" in argv and os.fsencode(str(flash)) in argv:
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+    return killed
 
 
 # -- the tests ------------------------------------------------------------------------------------
@@ -634,6 +730,8 @@ def machine_for(
 
     try:
         with pytest.MonkeyPatch.context() as patch:
+            # As a user's `flash build`: a cold build from cached segments completes .build after returning.
+            patch.setenv("FLASH_TASKS_BACKGROUND_FILL", "1")
             # Nothing else writes while an in-process build runs: a margin over the file clock's lag is enough,
             # and lets no-op builds that follow one another be answered from the record.
             patch.setattr(quick, "RACY_MARGIN_NS", 50_000_000)
