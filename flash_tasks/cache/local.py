@@ -30,7 +30,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..store import Blob, Record, load
+from ..store import Blob, BlobRecord, Record, copy_recorded, load
 
 LAYOUT = "v1"
 COPY_CHUNK = 1 << 20
@@ -147,6 +147,25 @@ class LocalCache:
             return False
         _touch(path)
         return True
+
+    def fetch_new(self, blob: Blob, dest: Path, mode: int) -> BlobRecord | None:
+        """``fetch`` into a new file in a folder being built (no temporary name), with its record.
+
+        The record's digest is the one just checked on the way, so the copy is
+        never read again to be recorded. A damaged blob is deleted (a miss).
+        """
+        path = self.blob_path(blob.sha256)
+        try:
+            record = copy_recorded(path, dest, blob, mode)
+        except FileNotFoundError as exc:
+            if exc.filename != os.fspath(path):
+                raise  # the folder being built is what failed
+            return None  # absent, or evicted by another build in between
+        if record is None:
+            path.unlink(missing_ok=True)
+            return None
+        _touch(path)
+        return record
 
     def has_blob(self, blob: Blob) -> bool:
         try:
