@@ -49,7 +49,7 @@ class Stamp(BaseModel):
     mode: int
 
     @classmethod
-    def of(cls, path: Path) -> Stamp | None:
+    def of(cls, path: str | Path) -> Stamp | None:
         """The stamp of a regular file, or None (missing, a folder, a link, unreadable)."""
         try:
             st = os.lstat(path)
@@ -128,7 +128,7 @@ def record_file(path: Path, blob: Blob | None = None) -> BlobRecord | None:
     return BlobRecord(blob=blob, stamp=before)
 
 
-def copy_recorded(src: Path, dest: Path, blob: Blob, mode: int) -> BlobRecord | None:
+def copy_recorded(src: str | Path, dest: str | Path, blob: Blob, mode: int) -> BlobRecord | None:
     """Copy ``src`` into ``dest`` (a new file) if its bytes are exactly ``blob``: the copy's record.
 
     The bytes are hashed on the way, so the record costs no second read; ``dest``
@@ -166,7 +166,8 @@ def copy_recorded(src: Path, dest: Path, blob: Blob, mode: int) -> BlobRecord | 
             os.unlink(dest)
             return None
     except BaseException:
-        dest.unlink(missing_ok=True)
+        if os.path.lexists(dest):
+            os.unlink(dest)
         raise
     stamp = Stamp.of(dest)
     return None if stamp is None or stamp.size != blob.size else BlobRecord(blob=blob, stamp=stamp)

@@ -327,9 +327,9 @@ def test_an_interrupted_restore_leaves_the_build_folder_as_it_was(builds: Builds
     builds.ok(make_app(tmp_path / "one"))
     app = make_app(tmp_path / "two")
     real = LocalCache.fetch_new
-    calls: list[Path] = []
+    calls: list[str] = []
 
-    def interrupted(self: LocalCache, blob: Blob, dest: Path, mode: int) -> Any:
+    def interrupted(self: LocalCache, blob: Blob, dest: str, mode: int) -> Any:
         calls.append(dest)
         if len(calls) == 3:
             raise KeyboardInterrupt

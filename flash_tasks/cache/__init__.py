@@ -568,8 +568,9 @@ def restore_tree(kind: str, material: str, target: Path, *, folder: str = "", fi
         try:
             make_folders(staging, [rel[len(prefix) :] for rel in files])
             restored: dict[str, BlobRecord] = {}
+            into = os.fspath(staging) + "/"
             for rel, entry in files.items():
-                record = local.fetch_new(entry.blob, staging / rel[len(prefix) :], entry.mode)
+                record = local.fetch_new(entry.blob, into + rel[len(prefix) :], entry.mode)
                 if record is None:
                     return None
                 restored[rel] = record
