@@ -17,6 +17,7 @@ import hashlib
 import os
 import re
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,7 +49,7 @@ class Stamp(BaseModel):
     mode: int
 
     @classmethod
-    def of(cls, path: Path) -> Stamp | None:
+    def of(cls, path: str | Path) -> Stamp | None:
         """The stamp of a regular file, or None (missing, a folder, a link, unreadable)."""
         try:
             st = os.lstat(path)
@@ -125,6 +126,66 @@ def record_file(path: Path, blob: Blob | None = None) -> BlobRecord | None:
         if blob is None or Stamp.of(path) != before:
             return None
     return BlobRecord(blob=blob, stamp=before)
+
+
+def copy_recorded(src: str | Path, dest: str | Path, blob: Blob, mode: int) -> BlobRecord | None:
+    """Copy ``src`` into ``dest`` (a new file) if its bytes are exactly ``blob``: the copy's record.
+
+    The bytes are hashed on the way, so the record costs no second read; ``dest``
+    gets the permission bits ``mode`` whatever the umask. On a mismatch ``dest``
+    is deleted and the answer is None. Raises ``OSError`` when ``src`` cannot be
+    read or ``dest`` cannot be written (``dest`` existing already is one).
+    """
+    digest = hashlib.sha256()
+    size = 0
+    reader = os.open(src, os.O_RDONLY)
+    try:
+        if not stat.S_ISREG(os.fstat(reader).st_mode):
+            os.close(reader)
+            return None
+        writer = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except BaseException:
+        os.close(reader)
+        raise
+    try:
+        try:
+            # Reading one byte more than is left tells a longer file without another read.
+            while chunk := os.read(reader, min(HASH_CHUNK, blob.size - size + 1)):
+                size += len(chunk)
+                if size > blob.size:
+                    break
+                digest.update(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(writer, view) :]
+            os.fchmod(writer, mode & 0o777)
+        finally:
+            os.close(writer)
+            os.close(reader)
+        if size != blob.size or digest.hexdigest() != blob.sha256:
+            os.unlink(dest)
+            return None
+    except BaseException:
+        if os.path.lexists(dest):
+            os.unlink(dest)
+        raise
+    stamp = Stamp.of(dest)
+    return None if stamp is None or stamp.size != blob.size else BlobRecord(blob=blob, stamp=stamp)
+
+
+def make_folders(root: Path, rels: Iterable[str]) -> None:
+    """Create ``root`` and every folder the files ``rels`` (relative to it) need, each once."""
+    folders = {rel.rpartition("/")[0] for rel in rels}
+    root.mkdir(parents=True, exist_ok=True)
+    made = {""}
+    for folder in sorted(folders):
+        # Sorted, a folder comes after its parents: each is made once, with no existence test.
+        parts = folder.split("/")
+        for depth in range(1, len(parts) + 1):
+            part = "/".join(parts[:depth])
+            if part not in made:
+                os.mkdir(root / part)
+                made.add(part)
 
 
 def check_file(path: Path, record: BlobRecord | None, *, verify: bool = False) -> BlobRecord | None:

@@ -44,7 +44,7 @@ from typing import IO, TYPE_CHECKING, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import UsageError
-from ..store import Blob, BlobRecord, Record, Stamp, hash_file, load
+from ..store import Blob, BlobRecord, Record, Stamp, hash_file, load, make_folders
 from .local import ActionRecord, LocalCache, temporary_name
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ __all__ = [
     "store_segments",
     "store_tree",
     "take_warnings",
+    "tree_files",
 ]
 
 DEFAULT_MAX = 5 * 1024**3
@@ -523,37 +524,65 @@ def _safe_relative(rel: str) -> bool:
     return bool(rel) and not rel.startswith("/") and all(p not in ("", ".", "..") for p in parts) and "\\" not in rel
 
 
-def restore_tree(kind: str, material: str, target: Path) -> bool:
-    """Make ``target`` (absent) the tree the local cache holds for ``material``; all or nothing.
+def tree_files(kind: str, material: str) -> dict[str, TreeFile] | None:
+    """The files of the tree the local cache holds for ``material`` (its record only: nothing else is read), or None."""
+    local = _local_now()
+    if local is None:
+        return None
+    try:
+        record = load(TreeAction, local.action_path(_tree_key(kind, material)))
+    except OSError as exc:
+        _early_warning(local, exc)
+        return None
+    if record is None or record.kind != kind or not record.files or not all(map(_safe_relative, record.files)):
+        return None
+    return record.files
+
+
+def restore_tree(kind: str, material: str, target: Path, *, folder: str = "", files: dict[str, TreeFile] | None = None) -> dict[str, BlobRecord] | None:
+    """Make ``target`` the tree the local cache holds for ``material``, replacing what is there; all or nothing.
+
+    With ``folder``, every file of the tree must lie in that folder of it, and
+    ``target`` becomes that folder. Each file is checked against its digest as
+    it is copied (a damaged blob is deleted, and nothing is restored); the
+    answer is every file's record, by its path in the tree, made on the way, so
+    no file is read twice. ``files``: the tree's record, when the caller has
+    just read it with ``tree_files``.
 
     Only the local cache holds trees (a tree is many small files: one request
     each would cost a fresh machine more than fetching the package again).
     """
+    from ..stage import remove_path
+
     local = _local_now()
     if local is None:
-        return False
+        return None
+    if files is None:
+        files = tree_files(kind, material)
+    prefix = f"{folder}/" if folder else ""
+    if not files or not all(rel.startswith(prefix) for rel in files):
+        return None
+    staging = target.parent / f".flash-sdk-restore-{os.getpid()}-{threading.get_native_id()}"
     try:
-        record = load(TreeAction, local.action_path(_tree_key(kind, material)))
-        if record is None or record.kind != kind or not record.files or not all(map(_safe_relative, record.files)):
-            return False
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.parent / f".flash-sdk-restore-{os.getpid()}-{threading.get_native_id()}"
         shutil.rmtree(staging, ignore_errors=True)
         try:
-            for rel, entry in record.files.items():
-                dest = staging / rel
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                if not local.fetch(entry.blob, dest):
-                    return False
-                os.chmod(dest, entry.mode & 0o777)
+            make_folders(staging, [rel[len(prefix) :] for rel in files])
+            restored: dict[str, BlobRecord] = {}
+            into = os.fspath(staging) + "/"
+            for rel, entry in files.items():
+                record = local.fetch_new(entry.blob, into + rel[len(prefix) :], entry.mode)
+                if record is None:
+                    return None
+                restored[rel] = record
+            remove_path(target)
             os.rename(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         _touch_action(local.action_path(_tree_key(kind, material)))
-        return True
+        return restored
     except OSError as exc:
         _early_warning(local, exc)
-        return False
+        return None
 
 
 def store_tree(kind: str, material: str, root: Path, files: dict[str, BlobRecord]) -> None:

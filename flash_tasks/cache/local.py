@@ -30,7 +30,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..store import Blob, Record, load
+from ..store import Blob, BlobRecord, Record, copy_recorded, load
 
 LAYOUT = "v1"
 COPY_CHUNK = 1 << 20
@@ -97,7 +97,7 @@ def temporary_name(name: str) -> str:
     return f".{name}.tmp-{os.getpid()}-{threading.get_native_id()}"
 
 
-def _touch(path: Path) -> None:
+def _touch(path: str | Path) -> None:
     """Mark ``path`` as just used (the LRU order); a read-only cache simply keeps its order."""
     try:
         os.utime(path)
@@ -112,6 +112,7 @@ class LocalCache:
         self.root = root
         self.max_bytes = max_bytes
         self.base = root / LAYOUT
+        self.cas = os.fspath(self.base / "cas")
 
     def blob_path(self, sha256: str) -> Path:
         return self.base / "cas" / sha256[:2] / sha256
@@ -147,6 +148,29 @@ class LocalCache:
             return False
         _touch(path)
         return True
+
+    def fetch_new(self, blob: Blob, dest: str, mode: int) -> BlobRecord | None:
+        """``fetch`` into a new file in a folder being built (no temporary name), with its record.
+
+        The record's digest is the one just checked on the way, so the copy is
+        never read again to be recorded. A damaged blob is deleted (a miss).
+        """
+        # Plain strings: this runs for every file of a tree.
+        path = f"{self.cas}/{blob.sha256[:2]}/{blob.sha256}"
+        try:
+            record = copy_recorded(path, dest, blob, mode)
+        except FileNotFoundError as exc:
+            if exc.filename != path:
+                raise  # the folder being built is what failed
+            return None  # absent, or evicted by another build in between
+        if record is None:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass  # evicted by another build in between
+            return None
+        _touch(path)
+        return record
 
     def has_blob(self, blob: Blob) -> bool:
         try:
