@@ -49,6 +49,8 @@ RECORD_NAME = "quick.json"
 RUNNING_MARKER = "running"
 #: In ``.state`` while ``.build`` is being completed after a build (``cache.fill``).
 FILLING_MARKER = "filling.json"
+#: The arguments of ``write_record`` for the build that left ``.build`` to be completed.
+HELD_RECORD_NAME = "quick-after-fill.json"
 LAST_BUILD = "last-build.json"
 #: Files under .flash/ that are not stamped: the record itself, the lock file, the pointer
 #: to the last artifact (rewritten by every build; checked by content) and doit's own record
@@ -139,6 +141,11 @@ def _stamp(path: str) -> Stamp | None:
 
 def record_path(app_dir: Path) -> Path:
     return app_dir / ".flash" / ".state" / RECORD_NAME
+
+
+def held_record_path(app_dir: Path) -> Path:
+    """A record held back until ``.flash/.build`` is complete (``cache.fill`` writes it then)."""
+    return app_dir / ".flash" / ".state" / HELD_RECORD_NAME
 
 
 def eligible(options: Mapping[str, Any]) -> bool:
@@ -294,13 +301,22 @@ def write_record(
     output: OutputLog,
     took: str,
     written: Mapping[str, tuple[int, int, int, int]],
+    hold: bool = False,
 ) -> bool:
     """Record the build that just succeeded; False when it cannot be trusted to (see module).
+
+    ``hold``: ``.build`` is still being completed; keep the arguments for the
+    process doing that, which records the build once it is done
+    (``write_held_record``): only then do the files under ``.flash/`` stay put.
 
     ``written``: for files the build wrote under ``.flash/`` and recorded, the
     ``(size, mtime_ns, inode, permission bits)`` it saw right after writing each;
     a file that is not like that any more was changed by someone else since.
     """
+    if hold:
+        held = {"files": inputs.files, "dirs": inputs.dirs, "key": key, "env": sorted(env_names), "output": output.calls}
+        save_record(held_record_path(app_dir), {**held, "took": took, "written": {p: list(s) for p, s in written.items()}})
+        return True
     outputs: dict[str, Stamp] = {}
     _walk_files(str(app_dir / ".flash"), UNSTAMPED, outputs)
     for path, (size, mtime_ns, ino, mode) in written.items():
@@ -360,15 +376,34 @@ def make_flash_folder(app_dir: Path) -> tuple[Stamp | None, Stamp | None]:
 
 
 def forget(app_dir: Path) -> None:
-    """Drop the record: a full build is about to change what it describes."""
-    try:
-        record_path(app_dir).unlink()
-    except (FileNotFoundError, NotADirectoryError):
-        pass  # no record (or a .state that is not a folder, which the build clears)
-    except IsADirectoryError:
-        from .stage import remove_path
+    """Drop the record (and one held back): a full build is about to change what it describes."""
+    for path in (record_path(app_dir), held_record_path(app_dir)):
+        try:
+            path.unlink()
+        except (FileNotFoundError, NotADirectoryError):
+            pass  # no record (or a .state that is not a folder, which the build clears)
+        except IsADirectoryError:
+            from .stage import remove_path
 
-        remove_path(record_path(app_dir))
+            remove_path(path)
+
+
+def write_held_record(app_dir: Path) -> bool:
+    """Write the record held back by the build whose ``.build`` was just completed; whether it was."""
+    data = load_record(held_record_path(app_dir))
+    held_record_path(app_dir).unlink(missing_ok=True)
+    if not isinstance(data, dict):
+        return False
+    try:
+        output = OutputLog()
+        output.calls = list(data["output"])
+        written = {str(p): (int(s[0]), int(s[1]), int(s[2]), int(s[3])) for p, s in dict(data["written"]).items()}
+        inputs = Inputs(files=dict(data["files"]), dirs=dict(data["dirs"]))
+        return write_record(
+            app_dir, inputs, key=str(data["key"]), env_names=list(data["env"]), output=output, took=str(data["took"]), written=written
+        )
+    except (KeyError, TypeError, ValueError, IndexError):
+        return False
 
 
 def write_last_build(flash_dir: Path, output: str) -> None:

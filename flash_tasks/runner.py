@@ -61,6 +61,9 @@ class BuildReport:
     seconds: float = 0.0
     #: Distributions whose files a process of their own is extracting into ``.build`` (``cache.fill``).
     filling: int = 0
+    #: With ``run_tasks(hand_over=True)``: a descriptor holding the build lock, for the caller to
+    #: pass to ``cache.fill.start`` (which starts that process) and then close.
+    fill_lock: int | None = None
 
 
 class _Log:
@@ -428,13 +431,17 @@ def run_tasks(
     listener: BuildListener | None = None,
     explain: bool = False,
     wait_stream: IO[str] | None = None,
+    hand_over: bool = False,
 ) -> BuildReport:
     """Build ``config``'s app; raises ``FlashError`` on a problem the user can fix.
 
     ``listener`` hears each task start and finish; ``explain`` fills each
     event's ``reasons`` (why it ran, or that it was up to date); a message goes
     to ``wait_stream`` (default: ``verbose_stream``) while another build of the
-    app holds the lock.
+    app holds the lock. When the build left ``.build`` to be completed
+    (``cache.fill``), that starts now, unless ``hand_over``: then a successful
+    build's report carries a descriptor holding the lock (``fill_lock``) and the
+    caller starts it, after recording the build.
     """
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
@@ -443,6 +450,8 @@ def run_tasks(
 
     started = time.perf_counter()
     filling = 0
+    fill_lock: int | None = None
+    completed = False
     explainer = None
     if explain:
         from .commands.explain import Explainer
@@ -484,14 +493,19 @@ def run_tasks(
                 # doit has saved its record of this run: it matches the outputs again.
                 # (Code 3 means doit itself failed, possibly while saving: stay careful.)
                 running.unlink(missing_ok=True)
+            completed = code == 0 and log.failure is None
         finally:
             caches = sys.modules.get("flash_tasks.cache")
             if caches is not None:
                 caches.end_build()  # the next build (--watch) starts its own cache session
             if "flash_tasks.cache.fill" in sys.modules:  # loaded by an install step that left files for later
-                from .cache.fill import start
+                from .cache.fill import pending_count, start
 
-                filling = start(config.paths, lock_fd)
+                if hand_over and completed and lock_fd is not None and pending_count(config.paths):
+                    filling = pending_count(config.paths)
+                    fill_lock = os.dup(lock_fd)  # the lock stays held through this copy until the caller starts the fill
+                else:
+                    filling = start(config.paths, lock_fd)
             try:
                 _save_task_configs(config, log.configs, log.tasks)
             except FlashError:  # only --explain's wording suffers; never hide the build's own outcome
@@ -501,7 +515,7 @@ def run_tasks(
         raise log.failure
     if code != 0:
         raise _doit_failure(code, log.failure_text, doit_errors.getvalue(), verbose_stream)
-    report = BuildReport(artifact=config.paths.artifact, manifest=config.paths.manifest, events=log.events, filling=filling)
+    report = BuildReport(artifact=config.paths.artifact, manifest=config.paths.manifest, events=log.events, filling=filling, fill_lock=fill_lock)
     report.ran = [e.name for e in log.events if e.status == "run"]
     report.skipped = [e.name for e in log.events if e.status == "skipped"]
     report.warnings = read_json(config.paths.warnings_json, [])

@@ -24,10 +24,10 @@ import pytest
 import test_cache
 from test_cache import DEPS, Builds, Compressions, UvInstalls, make_app, tree, warnings_in
 
-from flash_tasks import cache
+from flash_tasks import cache, quick
 from flash_tasks.cache import fill
 from flash_tasks.config import BuildPaths
-from flash_tasks.quick import FILLING_MARKER, record_path
+from flash_tasks.quick import FILLING_MARKER, held_record_path, record_path
 
 # The wheels and the build helper of the shared-cache tests.
 cache_index = test_cache.cache_index
@@ -81,6 +81,9 @@ def test_the_artifact_comes_first_and_build_is_completed_after(builds: Builds, t
     compressions = Compressions(monkeypatch)
     starts = Starts(monkeypatch)
     app = make_app(tmp_path / "two")
+    # The app was written just now: a file changed this close to a build keeps it from being recorded.
+    monkeypatch.setattr(quick, "RACY_MARGIN_NS", 50_000_000)
+    time.sleep(0.1)
     code, out, err = builds.run(app, "--color", "never")
     assert code == 0, err
     assert "gets the files of 3 packages from cached segments in the background" in out
@@ -95,10 +98,15 @@ def test_the_artifact_comes_first_and_build_is_completed_after(builds: Builds, t
     assert not warnings_in(err), err
     builds.assert_clean(app)
     assert tree(app / ".flash" / ".build") == tree(builds.last_clean(app) / ".flash" / ".build")
-    # The next build has nothing to do.
+    # The fill recorded the build once .build was complete: the next one is answered from that record.
+    assert record_path(app).is_file() and not held_record_path(app).exists()
+    verdicts: list[str] = []
+    real_answer = quick.answer
+    monkeypatch.setattr(quick, "answer", lambda *a, **k: verdicts.append(real_answer(*a, **k)) or verdicts[-1])
     before = (app / ".flash" / "artifact.tar.gz").stat().st_mtime_ns
     code, out, _ = builds.run(app, "--color", "never")
     assert code == 0 and "Up to date" in out
+    assert verdicts == [quick.ANSWERED]
     assert (app / ".flash" / "artifact.tar.gz").stat().st_mtime_ns == before
 
 

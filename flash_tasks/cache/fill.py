@@ -115,6 +115,9 @@ def fill(paths: BuildPaths) -> list[str]:
         save(marker, state.model_copy(update={"failed": failed}))
     else:
         marker.unlink(missing_ok=True)
+        from ..quick import write_held_record
+
+        write_held_record(paths.app)  # the build that left this fill, recorded for the next no-op
     return failed
 
 
@@ -171,6 +174,12 @@ def _drop_segments(paths: BuildPaths, state: FillState, entry: FillEntry) -> Non
                 local.action_path(key).unlink(missing_ok=True)
             except OSError:
                 pass  # the cache may be gone or read-only: the segments in .flash are gone anyway
+
+
+def pending_count(paths: BuildPaths) -> int:
+    """How many distributions a fill is to complete (0: none pending, or one that failed)."""
+    state = load(FillState, marker_path(paths))
+    return 0 if state is None or state.failed else len(state.entries)
 
 
 def start(paths: BuildPaths, lock_fd: int | None) -> int:

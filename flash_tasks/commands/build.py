@@ -501,8 +501,6 @@ def _record_build(
     from ..quick import run_key, stamp_inputs, tool_fingerprint, write_record
     from ..store import stamps_written
 
-    if report.filling:
-        return  # .build is still being completed: the next build runs and records itself
     try:
         tree = scan_app_tree(config.app_dir)
         if tree.links:
@@ -531,6 +529,7 @@ def _record_build(
             output=log,
             took=format_seconds(report.seconds),
             written=written,
+            hold=bool(report.filling),  # recorded by the process completing .build, once it is complete
         )
     except (FlashError, OSError):
         return  # no record: the next build runs in full, as it would have anyway
@@ -569,6 +568,7 @@ def build_once(
             listener=view,
             explain=options.explain or options.verbose or options.json,
             wait_stream=None if (options.quiet or options.json) else err,
+            hand_over=True,
         )
     except FlashError as exc:
         view.abort()
@@ -592,18 +592,29 @@ def build_once(
         raise
     finally:
         console.stop_spinner()  # whatever ended the build, the terminal gets its cursor back
-    view.finish()
-    write_last_build(config.paths.flash, config.output)
-    if options.json:
-        from .results import build_result, dump
+    try:
+        view.finish()
+        write_last_build(config.paths.flash, config.output)
+        if options.json:
+            from .results import build_result, dump
 
-        result = build_result(config, report, view.task_results(), view.timings(time.perf_counter() - started))
-        out.write(dump(result) + "\n")
+            result = build_result(config, report, view.task_results(), view.timings(time.perf_counter() - started))
+            out.write(dump(result) + "\n")
+            return 0
+        print_warnings(config, report, err_console)
+        if options.explain:
+            print_explain(view.events, console)
+        print_summary(config, report, console)
+        if log is not None and record is not None:
+            _record_build(config, options, record, report, log, out, err, started_ns, app_folder)
         return 0
-    print_warnings(config, report, err_console)
-    if options.explain:
-        print_explain(view.events, console)
-    print_summary(config, report, console)
-    if log is not None and record is not None:
-        _record_build(config, options, record, report, log, out, err, started_ns, app_folder)
-    return 0
+    finally:
+        if report.fill_lock is not None:
+            # Handed over: the process completing .build holds the build lock from here (and records
+            # this build once .build is complete); this process lets go of it.
+            from ..cache.fill import start
+
+            try:
+                start(config.paths, report.fill_lock)
+            finally:
+                os.close(report.fill_lock)
