@@ -74,6 +74,16 @@ class Starts:
         monkeypatch.setattr(fill, "start", watching)
 
 
+def left_unfilled(builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, BuildPaths]:
+    """A second app built from the cache of a first one, its fill never started (as if killed at once)."""
+    builds.ok(make_app(tmp_path / "one"))
+    app = make_app(tmp_path / "two")
+    with monkeypatch.context() as m:
+        Starts(m, spawn=False)
+        builds.ok(app)
+    return app, BuildPaths(app, "artifact.tar.gz")
+
+
 def test_the_artifact_comes_first_and_build_is_completed_after(builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     builds.ok(make_app(tmp_path / "one"))
     assert not marker(tmp_path / "one" / "app").exists()  # nothing cached then: installed as always
@@ -128,12 +138,7 @@ def test_a_fill_cut_short_is_finished_by_the_next_build(
 ) -> None:
     """As if the fill was killed after ``done`` distributions (``lost``: with one of their folders gone since):
     the next build reinstalls the rest, identically."""
-    builds.ok(make_app(tmp_path / "one"))
-    app = make_app(tmp_path / "two")
-    with monkeypatch.context() as m:
-        Starts(m, spawn=False)
-        builds.ok(app)
-    paths = BuildPaths(app, "artifact.tar.gz")
+    app, paths = left_unfilled(builds, tmp_path, monkeypatch)
     state = fill.load(fill.FillState, fill.marker_path(paths))
     assert state is not None and len(state.entries) == len(DEPS)
     from concurrent.futures import ThreadPoolExecutor
@@ -165,12 +170,7 @@ def _tamper(segment: Path, name: str) -> None:
 
 
 def test_segments_that_disagree_with_record_are_dropped_and_reinstalled(builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    builds.ok(make_app(tmp_path / "one"))
-    app = make_app(tmp_path / "two")
-    with monkeypatch.context() as m:
-        Starts(m, spawn=False)
-        builds.ok(app)
-    paths = BuildPaths(app, "artifact.tar.gz")
+    app, paths = left_unfilled(builds, tmp_path, monkeypatch)
     published = (app / ".flash" / "artifact.tar.gz").stat().st_mtime_ns
     segment = next(paths.segments.glob("alpha-*.gz"))
     _tamper(segment, "alpha")

@@ -249,9 +249,9 @@ def test_a_hand_edited_sdk_file_is_restored_without_an_own_copy(builds: Builds, 
     builds.assert_clean(app)
 
 
-@pytest.mark.parametrize("verify", [False, True])
-def test_a_damaged_own_copy_of_the_sdk_is_not_copied(builds: Builds, tmp_path: Path, verify: bool) -> None:
-    """The app's own copy (made when the SDK was fetched) changed: with or without its stamp kept, it never reaches .build."""
+def damaged_own_copy(builds: Builds, tmp_path: Path, *, keep_stamp: bool) -> tuple[Path, Path]:
+    """An app built once, then one byte of a file of its own copy of the SDK flipped (``keep_stamp``:
+    same size, mtime and inode, so only the bytes tell); the app and that file."""
     app = make_app(tmp_path / "one")
     builds.ok(app)
     own = next((app / ".flash" / ".state" / "sdk").glob(f"*/{VICTIM}"))
@@ -259,8 +259,15 @@ def test_a_damaged_own_copy_of_the_sdk_is_not_copied(builds: Builds, tmp_path: P
     data = bytearray(own.read_bytes())
     data[len(data) // 2] ^= 0x55
     own.write_bytes(bytes(data))
-    if verify:
-        os.utime(own, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size, mtime and inode: only the bytes tell
+    if keep_stamp:
+        os.utime(own, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return app, own
+
+
+@pytest.mark.parametrize("verify", [False, True])
+def test_a_damaged_own_copy_of_the_sdk_is_not_copied(builds: Builds, tmp_path: Path, verify: bool) -> None:
+    """The app's own copy (made when the SDK was fetched) changed: with or without its stamp kept, it never reaches .build."""
+    app, own = damaged_own_copy(builds, tmp_path, keep_stamp=verify)
     # The build's copy must be made again from somewhere.
     (app / ".flash" / ".build" / VICTIM).unlink()
     (app / "util.py").write_text("HELPER = 2\n")
@@ -273,14 +280,7 @@ def test_a_damaged_own_copy_of_the_sdk_is_not_copied(builds: Builds, tmp_path: P
 
 def test_a_stamp_keeping_change_to_the_own_copy_is_caught_while_copying(builds: Builds, tmp_path: Path) -> None:
     """Without --verify the own copy is trusted by its stamps, but each byte copied into .build is still checked."""
-    app = make_app(tmp_path / "one")
-    builds.ok(app)
-    own = next((app / ".flash" / ".state" / "sdk").glob(f"*/{VICTIM}"))
-    st = own.stat()
-    data = bytearray(own.read_bytes())
-    data[len(data) // 2] ^= 0x55
-    own.write_bytes(bytes(data))
-    os.utime(own, ns=(st.st_atime_ns, st.st_mtime_ns))
+    app, _own = damaged_own_copy(builds, tmp_path, keep_stamp=True)
     (app / ".flash" / ".build" / VICTIM).unlink()
     (app / "util.py").write_text("HELPER = 2\n")
     builds.ok(app)
