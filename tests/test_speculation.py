@@ -8,6 +8,7 @@ cache turned off (so it never speculates).
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -352,4 +353,20 @@ def test_a_build_that_fails_while_marking_a_lock_leaves_nothing_to_trust(
     assert code != 0
     builder.ok(second)
     assert "beta-1.1" in versions(second)
+    assert artifact(second) == builder.clean_bytes(second)
+
+
+def test_a_cached_resolution_that_is_not_a_lock_is_a_miss(builder: Builder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flash_tasks.cache import resolutions
+
+    builder.ok(make_app(tmp_path / "one"))
+    records = [p for p in Path(os.environ["FLASH_TASKS_CACHE_DIR"]).glob("v1/ac/*/*") if '"kind":"resolution"' in p.read_text()]
+    assert len(records) == 1
+    record = resolutions.ResolutionAction.model_validate_json(records[0].read_text())
+    records[0].write_text(record.model_copy(update={"body": "--index-url https://elsewhere.invalid/simple\nalpha===!\n"}).model_dump_json())
+    resolves = Resolves(monkeypatch)
+    second = make_app(tmp_path / "two")
+    builder.ok(second)
+    assert speculation.last_results() == []
+    assert [c["thread"] for c in resolves.calls] == [threading.main_thread().name]
     assert artifact(second) == builder.clean_bytes(second)

@@ -109,7 +109,7 @@ def _usable(text: str, lock_path: Path) -> bool:
     """Whether a cached body reads as a lock at all (anything else is a miss: uv resolves now)."""
     try:
         parse_lock(text, lock_path.name)
-    except ValueError:
+    except (ValueError, FlashError):  # a line that is not a pin: BuildError
         return False
     return True
 
