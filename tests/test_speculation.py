@@ -150,7 +150,7 @@ def test_second_app_locks_from_the_cache_while_uv_checks(builder: Builder, tmp_p
     from flash_tasks.deps import tasks
 
     builder.ok(make_app(tmp_path / "one"))
-    resolves = Resolves(monkeypatch, delay=0.5)
+    resolves = Resolves(monkeypatch, delay=1.0)
     installs: list[float] = []
     real_install = tasks.install_action
 
