@@ -370,3 +370,38 @@ def test_a_cached_resolution_that_is_not_a_lock_is_a_miss(builder: Builder, tmp_
     assert speculation.last_results() == []
     assert [c["thread"] for c in resolves.calls] == [threading.main_thread().name]
     assert artifact(second) == builder.clean_bytes(second)
+
+
+def tree(root: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under ``root``: its permission bits and bytes."""
+    return {p.relative_to(root).as_posix(): (p.stat().st_mode & 0o777, p.read_bytes()) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_replaced_lock_with_build_completed_in_the_background(
+    builder: Builder, index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first run left distributions of the cached lock to be extracted after the build: the second run's install is what counts."""
+    from test_fill import wait_for_fill
+
+    from flash_tasks.quick import FILLING_MARKER
+
+    monkeypatch.setenv("FLASH_TASKS_BACKGROUND_FILL", "1")
+    builder.ok(make_app(tmp_path / "one"))
+    make_wheel(index, "beta", "1.1", requires=["alpha"], files={"beta/__init__.py": "VERSION = '1.1'\n"})
+    second = make_app(tmp_path / "two")
+    pending_at_check: list[bool] = []
+    real_confirm = speculation.confirm
+
+    def confirm(config: Any) -> None:
+        pending_at_check.append((config.paths.state / FILLING_MARKER).exists())
+        real_confirm(config)
+
+    monkeypatch.setattr(speculation, "confirm", confirm)
+    builder.ok(second)
+    assert [r.outcome for r in speculation.last_results()] == ["changed", "changed"]
+    assert pending_at_check[0], "the first run did not leave its cached distributions to a later fill"
+    wait_for_fill(second)
+    assert artifact(second) == builder.clean_bytes(second)
+    clean = builder.tmp / f"nocache-{builder.count}" / second.name
+    assert tree(second / ".flash" / ".build") == tree(clean / ".flash" / ".build")
+    assert "beta-1.1" in versions(second)
