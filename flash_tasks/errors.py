@@ -82,3 +82,14 @@ class DependencyError(FlashError):
 
     exit_code = 3
     kind = "dependency"
+
+
+class ResolutionChanged(FlashError):
+    """A lock taken from the shared cache was not what uv resolves: the build runs again from uv's.
+
+    Raised by the archive step instead of publishing; the runner builds again
+    and the user never sees it.
+    """
+
+    exit_code = 1
+    kind = "build"

@@ -393,7 +393,9 @@ class LockMatches:
 
     The lock records the digest of its inputs in its header and of its own body
     in its last line; checking both costs one small read and catches a lock left
-    by a build that was killed or undone, or changed by hand.
+    by a build that was killed or undone, or changed by hand. A lock taken from
+    the shared cache and not yet confirmed by uv (its marker is beside it) is
+    never up to date, whatever doit recorded when it was written.
     """
 
     def __init__(self, lock: Path, digest: str) -> None:
@@ -401,9 +403,9 @@ class LockMatches:
         self.digest = digest
 
     def __call__(self, task: Any, values: Any) -> bool:
-        from .deps.lockfile import lock_intact
+        from .deps.lockfile import is_unconfirmed, lock_intact
 
-        return lock_intact(self.lock, self.digest)
+        return lock_intact(self.lock, self.digest) and not is_unconfirmed(self.lock)
 
 
 class InstallPresent:

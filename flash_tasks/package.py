@@ -445,6 +445,11 @@ def _build_archive(config: BuildConfig, repairs: list[str]) -> None:
         prefix = [p for group in cached for p in group.paths]
         members = [index.segments[p.name].blob for p in prefix]
         fresh_blob = Blob(sha256=infos[0].sha256, size=infos[0].compressed_size)
+        # A lock taken from the shared cache is confirmed by uv before anything made from it goes
+        # out (or is judged by its size): uv's error, or a build again from uv's lock, otherwise.
+        speculation = sys.modules.get("flash_tasks.deps.speculation")
+        if speculation is not None:
+            speculation.confirm(config)
         check_size(config, sum(m.size for m in members) + fresh_blob.size)
         paths.artifact.parent.mkdir(parents=True, exist_ok=True)
         end = Blob(sha256=END_MEMBER_SHA256, size=END_MEMBER_SIZE)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from .config import BuildConfig
-from .errors import BuildError, FlashError
+from .errors import BuildError, FlashError, ResolutionChanged
 from .quick import FILLING_MARKER, RUNNING_MARKER
 from .stage import read_json, remove_path
 
@@ -119,9 +119,12 @@ def _make_reporter(log: _Log) -> type:
                 log.listener.task_started(task.name)
 
         def add_failure(self, task: Any, fail: Any) -> None:
+            exc = getattr(fail, "error", None)
+            if isinstance(exc, ResolutionChanged):
+                log.failure = log.failure or exc  # not a failure: the runner builds again from uv's lock
+                return
             took = time.perf_counter() - log.started.get(task.name, time.perf_counter())
             log.emit(TaskEvent(task.name, "failed", took, log.reasons.get(task.name, [])))
-            exc = getattr(fail, "error", None)
             if log.failure is None:
                 log.failure = exc if exc is not None else None
                 log.failure_text = fail.get_msg() if hasattr(fail, "get_msg") else str(fail)
@@ -423,6 +426,58 @@ def _without_doit_plugins() -> Iterator[None]:
         plugin.entry_points_impl = saved
 
 
+#: How often the graph runs again after uv replaced a lock taken from the shared cache (once is the rule).
+MAX_RERUNS = 2
+_CHECKED = {
+    "confirmed": "taken from the shared cache; uv's resolution, run meanwhile, is the same",
+    "changed": "taken from the shared cache; uv's resolution, run meanwhile, differed: built again from uv's",
+    "failed": "taken from the shared cache; uv's resolution, run meanwhile, failed",
+}
+
+
+def _note_checks(events: list[TaskEvent], results: list[Any]) -> None:
+    """Say in each lock task's reasons (``--explain``, ``--json``) what uv's check of its lock said."""
+    from .graph import task_name
+
+    said = {f"lock:{task_name(r.group)}": _CHECKED[r.outcome] for r in results}
+    for event in events:
+        if event.name in said and said[event.name] not in event.reasons:
+            event.reasons.append(said[event.name])
+
+
+def _settle_resolutions(config: BuildConfig, log: _Log) -> bool:
+    """Wait for uv's checks of locks taken from the shared cache; True when the graph must run again.
+
+    A check that failed is the build's error, whatever failed after it: a build
+    without the cache would have stopped at that lock. A lock uv replaced makes
+    any failure since then moot: it may come from the replaced lock.
+    """
+    changed = isinstance(log.failure, ResolutionChanged)  # the archive step settled them and published nothing
+    speculation = sys.modules.get("flash_tasks.deps.speculation")
+    if speculation is not None and speculation.pending(config):
+        try:
+            changed = speculation.settle(config) or changed
+        except FlashError as exc:
+            log.failure, log.failure_text = exc, None
+            return False
+    if changed:
+        log.failure, log.failure_text = None, None
+    return changed
+
+
+def _merge_events(first: list[TaskEvent], again: list[TaskEvent]) -> list[TaskEvent]:
+    """One event per task over two runs of the graph: ran in either is ran, with both times."""
+    merged = {event.name: event for event in first}
+    for event in again:
+        old = merged.get(event.name)
+        if old is None:
+            merged[event.name] = event
+        elif event.status != "skipped":
+            seconds = event.seconds + (old.seconds if old.status == "run" else 0.0)
+            merged[event.name] = TaskEvent(event.name, event.status, seconds, event.reasons or old.reasons)
+    return list(merged.values())
+
+
 def run_tasks(
     config: BuildConfig,
     targets: list[str] | None = None,
@@ -474,13 +529,15 @@ def run_tasks(
         # doit prints its own errors (with tracebacks) to sys.stderr; keep them for the
         # report below instead of showing them raw. Subprocesses (uv) keep the real stderr.
         doit_errors = io.StringIO()
-        try:
+
+        def run_graph() -> int:
+            nonlocal doit_errors
             if not _db_usable(config.paths.db):
                 # doit's record is a cache like the rest: damaged means absent (every task checks its inputs).
                 for db in config.paths.flash.glob(config.paths.db.name + "*"):
                     _remove_tree(db)
             with contextlib.redirect_stderr(doit_errors), _without_doit_plugins():
-                code = DoitMain(loader, config_filenames=()).run(argv)
+                code: int = DoitMain(loader, config_filenames=()).run(argv)
             if code == 3 and log.failure is None and _record_damaged(doit_errors.getvalue()):
                 # doit could not read its own record (damaged in a way sqlite's check misses): forget it, once.
                 for db in config.paths.flash.glob(config.paths.db.name + "*"):
@@ -489,12 +546,34 @@ def run_tasks(
                 log.events.clear()
                 with contextlib.redirect_stderr(doit_errors), _without_doit_plugins():
                     code = DoitMain(loader, config_filenames=()).run(argv)
+            return code
+
+        try:
+            code = run_graph()
+            # A lock taken from the shared cache is settled before the build ends, whatever happened.
+            for rerun in range(MAX_RERUNS + 1):
+                if not _settle_resolutions(config, log):
+                    break
+                if rerun == MAX_RERUNS:
+                    raise BuildError(
+                        "the dependency resolution changed again while the build ran", hint="build again"
+                    )
+                if verbose_stream is not None:
+                    verbose_stream.write("  note: uv resolved differently from the shared cache's copy: building again from uv's lock\n")
+                first, log.events = log.events, []
+                doit_errors = io.StringIO()
+                code = run_graph()
+                log.events = _merge_events(first, log.events)
             if code in (0, 1):
                 # doit has saved its record of this run: it matches the outputs again.
                 # (Code 3 means doit itself failed, possibly while saving: stay careful.)
                 running.unlink(missing_ok=True)
             completed = code == 0 and log.failure is None
         finally:
+            speculation = sys.modules.get("flash_tasks.deps.speculation")
+            if speculation is not None:
+                # Checks not settled (an interrupt): their locks stay marked, the next build checks them.
+                _note_checks(log.events, speculation.end_build(config))
             caches = sys.modules.get("flash_tasks.cache")
             if caches is not None:
                 caches.end_build()  # the next build (--watch) starts its own cache session

@@ -27,6 +27,7 @@ from wheelfactory import make_wheel
 from flash_tasks import archive, cache
 from flash_tasks.cache.local import ActionRecord, LocalCache
 from flash_tasks.cli import main
+from flash_tasks.deps import speculation
 from flash_tasks.store import Blob
 
 MAIN = '''\
@@ -388,9 +389,9 @@ def populate(builds: Builds, server: DavServer, tmp_path: Path, monkeypatch: pyt
     builds.ok(make_app(tmp_path / "first-machine"), "--remote-cache", server.url)
     # One segment per dependency, the two scripts in bin/ (install records name them) and the SDK's package.
     assert len(server.objects("cas")) == len(DEPS) + 3
-    # A segment record and an install record per dependency, and the SDK's.
+    # A segment record and an install record per dependency, the SDK's, and the group's resolution.
     kinds = sorted(json.loads(p.read_bytes())["kind"] for p in server.objects("ac"))
-    assert kinds == ["install"] * len(DEPS) + ["sdk"] + ["segment"] * len(DEPS)
+    assert kinds == ["install"] * len(DEPS) + ["resolution", "sdk"] + ["segment"] * len(DEPS)
 
 
 def test_fresh_machine_gets_segments_from_the_remote(dav: Callable[..., DavServer], builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -402,6 +403,8 @@ def test_fresh_machine_gets_segments_from_the_remote(dav: Callable[..., DavServe
     err = builds.ok(app, "--remote-cache", server.url)
     assert compressions.dependency_segments() == 0
     assert cache.last_stats().remote_hits == len(DEPS)
+    # The group's lock came from the remote's resolution, and uv confirmed it meanwhile.
+    assert [r.outcome for r in speculation.last_results()] == ["confirmed"]
     assert not warnings_in(err)
     builds.assert_clean(app)
     # What was downloaded is now in this machine's local cache too.
@@ -759,7 +762,7 @@ def test_a_remote_without_install_records_gets_them(dav: Callable[..., DavServer
     builds.ok(make_app(tmp_path / "second-machine"), "--remote-cache", server.url)
     assert sorted(uv.names) == sorted(DEPS) and cache.last_stats().remote_hits == len(DEPS)
     kinds = sorted(json.loads(p.read_bytes())["kind"] for p in server.objects("ac"))
-    assert kinds == ["install"] * len(DEPS) + ["sdk"] + ["segment"] * len(DEPS)
+    assert kinds == ["install"] * len(DEPS) + ["resolution", "sdk"] + ["segment"] * len(DEPS)
     fresh_machine(monkeypatch, tmp_path, 3)
     uv.names.clear()
     app = make_app(tmp_path / "third-machine")

@@ -21,7 +21,7 @@ cache folder, ``~/.cache/flash-tasks`` on Linux), ``FLASH_TASKS_CACHE_MAX``
 
 Only what derives from public packages ever goes to the remote (dependency
 segments, install records with the scripts they name, see ``cache.installs``,
-and the SDK's package as one archive): never the app's sources, handlers or
+the SDK's package as one archive, and resolved lock bodies, see ``cache.resolutions``): never the app's sources, handlers or
 manifest (they live in the fresh segment, which no cache sees). A cache that fails (unwritable folder, full disk, a dead,
 slow or refusing server) costs one warning and a local build, never the build.
 """
@@ -203,6 +203,8 @@ class _Session:
         self.remote_misses: set[str] = set()
         #: Trees the remote lacked, to send as one archive each once the artifact is out.
         self.tree_uploads: list[tuple[str, str, Path, dict[str, TreeFile]]] = []
+        #: Small records to send once the artifact is out (resolutions, ``cache.resolutions``), by key.
+        self.record_uploads: dict[str, bytes] = {}
         self.closed = False
 
     def local_failed(self, exc: OSError) -> None:
@@ -424,7 +426,7 @@ def store_segments(config: BuildConfig, groups: list[tuple[list[Path], list[Blob
         except OSError as exc:
             session.local_failed(exc)
     _LAST_STATS = session.stats
-    if (uploads or session.tree_uploads) and session.remote is not None and not session.settings.read_only:
+    if (uploads or session.tree_uploads or session.record_uploads) and session.remote is not None and not session.settings.read_only:
         _UPLOADER = threading.Thread(target=_upload, args=(session, uploads), name="flash-cache-upload", daemon=False)
         _UPLOADER.start()
 
@@ -454,6 +456,14 @@ def _upload(session: _Session, uploads: list[tuple[str, list[Path], list[Blob], 
             session.warnings.append(f"a segment could not be uploaded: {exc.strerror or exc}")
     for key, kind, root, files in session.tree_uploads:
         _upload_tree(session, key, kind, root, files)
+    for key, data in list(session.record_uploads.items()):
+        remote = session.remote
+        if remote is None:
+            return
+        try:
+            remote.put(f"ac/{key}", data, len(data))
+        except RemoteError as exc:
+            session.remote_failed(exc)
 
 
 #: Warnings from before the archive step's session (the SDK step).

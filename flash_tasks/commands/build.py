@@ -173,6 +173,8 @@ class PhaseView:
         self.verbose = verbose
         self.facts = PhaseFacts(config)
         self.events: list[TaskEvent] = []
+        #: Each task's position in ``events``.
+        self.seen: dict[str, int] = {}
         self.by_phase: dict[str, list[TaskEvent]] = {p: [] for p in PHASES}
         self.current = -1
         self.uv_progress = uv_draws_progress()
@@ -190,8 +192,20 @@ class PhaseView:
     def task_done(self, event: TaskEvent) -> None:
         phase = phase_of(event.name)
         self._advance(phase)
-        self.events.append(event)
-        self.by_phase[phase].append(event)
+        seen = self.seen.get(event.name)
+        if seen is not None:
+            # The graph ran again (uv replaced a lock taken from the shared cache): one event per task.
+            if event.status == "skipped":
+                return
+            old = self.events[seen]
+            event = TaskEvent(event.name, event.status, event.seconds + (old.seconds if old.status == "run" else 0.0), event.reasons or old.reasons)
+            self.events[seen] = event
+            events = self.by_phase[phase]
+            events[:] = [event if e.name == event.name else e for e in events]
+        else:
+            self.seen[event.name] = len(self.events)
+            self.events.append(event)
+            self.by_phase[phase].append(event)
         if self.verbose:
             self.console.line(self.task_line(event))
 

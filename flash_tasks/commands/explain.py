@@ -161,7 +161,15 @@ class Explainer:
     def _uptodate(self, task: Any, utd: Any, changed_inputs: set[str]) -> list[str]:
         from doit.tools import config_changed
 
-        from ..graph import ArtifactIntact, EnvUnchanged, InstallPresent, ManifestIntact, StageIntact, TreeIntact
+        from ..graph import (
+            ArtifactIntact,
+            EnvUnchanged,
+            InstallPresent,
+            LockMatches,
+            ManifestIntact,
+            StageIntact,
+            TreeIntact,
+        )
         from ..store import StageState, read_state, tree_intact
 
         if isinstance(utd, config_changed):
@@ -195,6 +203,12 @@ class Explainer:
             return ["installed packages in .flash/.build are missing or changed, or their record is damaged"]
         if isinstance(utd, ManifestIntact):
             return ["the manifest or its state files were changed or damaged"]
+        if isinstance(utd, LockMatches):
+            from ..deps.lockfile import is_unconfirmed
+
+            if is_unconfirmed(utd.lock):
+                return ["its lock came from the shared cache and uv has not confirmed it yet"]
+            return ["its lock file is missing, damaged or made from other inputs"]
         if isinstance(utd, ArtifactIntact):
             if not os.path.lexists(self.config.paths.artifact):
                 return []  # doit says the output is missing

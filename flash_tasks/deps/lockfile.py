@@ -1,5 +1,6 @@
 """A lock file's own checks: its last line is a digest of everything before it, its
-header names the digest of the inputs it was resolved from.
+header names the digest of the inputs it was resolved from, and no marker beside
+it says it still waits for uv's confirmation.
 
 Every build checks its locks this way (``graph.LockMatches``); resolving and
 reading them (``locks.py``) needs uv and packaging, checking them does not.
@@ -11,6 +12,9 @@ import hashlib
 from pathlib import Path
 
 _CONTENT_PREFIX = "# content: sha256:"
+#: Beside a lock taken from the shared cache until uv's own resolution confirms it
+#: (``deps.speculation``): written before that lock, removed only after the check.
+UNCONFIRMED_SUFFIX = ".unconfirmed"
 
 
 class DamagedLock(ValueError):
@@ -41,3 +45,15 @@ def lock_intact(path: Path, digest: str) -> bool:
     except (OSError, DamagedLock):
         return False
     return f"\n# inputs: {digest}\n" in text[:400]
+
+
+def unconfirmed_path(lock: Path) -> Path:
+    """The marker that says ``lock`` was written from the shared cache and not yet checked by uv."""
+    return lock.with_name(lock.name + UNCONFIRMED_SUFFIX)
+
+
+def is_unconfirmed(lock: Path) -> bool:
+    """Whether ``lock`` still waits for uv's check (its marker is there, whatever it holds)."""
+    import os
+
+    return os.path.lexists(unconfirmed_path(lock))

@@ -8,13 +8,15 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import lock_file_name
 from ..errors import DependencyError
 from ..stage import remove_path
+from ..store import Record, load
 from .base import LOCK_FORMAT, _Model
-from .lockfile import _checked_text, _content_line
+from .lockfile import _checked_text, _content_line, unconfirmed_path
 from .requirements import (
     GroupSpec,
     RequirementSpec,
@@ -76,14 +78,18 @@ def read_lock(path: Path) -> LockFile:
 
     Raises ``DamagedLock`` when its content digest does not match.
     """
-    text = _checked_text(path)
+    return parse_lock(_checked_text(path), path.name)
+
+
+def parse_lock(text: str, name: str) -> LockFile:
+    """A lock's text (uv's requirements format) as entries; ``ValueError`` when a line is not a pin."""
     digest_match = _LOCK_DIGEST_RE.search(text)
     entries: dict[str, LockEntry] = {}
     for number, line in _logical_lines(text):
         parts = line.split("--hash=")
         pin = parts[0].strip()
         hashes = tuple(sorted(p.strip() for p in parts[1:]))
-        spec = parse_requirement(pin, f"{path.name}:{number}")
+        spec = parse_requirement(pin, f"{name}:{number}")
         entries[spec.name] = LockEntry(name=spec.name, pin=pin, hashes=hashes)
     return LockFile(digest=digest_match.group(1) if digest_match else None, entries=entries)
 
@@ -220,6 +226,113 @@ def _compile(
 
 
 
+#: The name uv sees for a group's requirements (``# via -r requirements.in``): the same for
+#: every group, so a lock body depends on the group's inputs only, never on its name.
+GROUP_INPUT_STEM = "requirements"
+
+
+class UnconfirmedLock(Record):
+    """The marker beside a lock written from the shared cache until uv's own resolution confirms it.
+
+    It is written before that lock and removed only once uv's answer is in the
+    lock's place, so a build killed in between leaves a lock that no later build
+    reuses as it is. It keeps what the check asks uv: the preferences are the
+    pins of the lock that was there before (never those of the cached one).
+    """
+
+    digest: str
+    preferences: str
+
+
+@dataclass(frozen=True)
+class GroupResolution:
+    """One group's ``uv pip compile`` exactly as ``lock_group`` runs it, and how its answer is written.
+
+    ``resolve`` may run on another thread (``deps.speculation``): it only reads
+    the settings and writes into its own scratch folder.
+    """
+
+    group: GroupSpec
+    settings: DepsSettings
+    lock_path: Path
+    digest: str
+    preferences: str
+
+    def resolve(self, *, quiet: bool = False) -> str:
+        """uv's lock body; the same ``FlashError`` for a failure whichever thread runs it."""
+        group = self.group
+        outcome = _compile(
+            GROUP_INPUT_STEM, group.requirements, group.constraints, self.settings, preferences=self.preferences, quiet=quiet
+        )
+        if isinstance(outcome, _UvRun):
+            _map_parse_error(outcome, group.requirements, group.constraints)
+            action = f"resolving dependencies of group {group.name!r}"
+            raise _dependency_error(outcome, self.settings, group.requirements, action)
+        return outcome
+
+    def render(self, body: str, group: str | None = None) -> str:
+        """The lock file a body makes for this group (or for ``group``, a group with the same inputs)."""
+        return _render_lock(self.digest, f"group {group or self.group.name}", self.settings, body)
+
+    def write(self, body: str) -> LockResult:
+        """Put uv's answer in place: the lock first, then the end of any unconfirmed state."""
+        _write_atomic(self.lock_path, self.render(body))
+        clear_unconfirmed(self.lock_path)
+        return LockResult(
+            path=self.lock_path,
+            digest=self.digest,
+            entries=read_lock(self.lock_path).entries,
+            excluded=excluded_requests(self.group, self.settings),
+            reused=False,
+        )
+
+    def write_unconfirmed(self, text: str) -> None:
+        """Put a lock not made by uv in place, marked as waiting for uv's check (the marker first)."""
+        marker = UnconfirmedLock(digest=self.digest, preferences=self.preferences)
+        _write_atomic(unconfirmed_path(self.lock_path), marker.model_dump_json())
+        _write_atomic(self.lock_path, text)
+
+
+def clear_unconfirmed(lock_path: Path) -> None:
+    """The lock at ``lock_path`` is uv's answer or a copy of a confirmed one: drop its marker."""
+    marker = unconfirmed_path(lock_path)
+    if os.path.lexists(marker):
+        remove_path(marker)
+
+
+def excluded_requests(group: GroupSpec, settings: DepsSettings) -> tuple[ExcludedPackage, ...]:
+    """The group's direct requests that are left out, with where each was asked for."""
+    return _excluded_requests(group.requirements, settings)
+
+
+def prepare_lock(group: GroupSpec, settings: DepsSettings, lock_path: Path, *, upgrade: bool = False) -> LockResult | GroupResolution:
+    """The existing lock when it was made from the same inputs (and confirmed); else the resolution to run.
+
+    Its preferences are the pins of the existing lock (versions only: uv would
+    carry hashes of a preferred pin over unchanged, which is wrong when the
+    target Python or platform changed). A lock still marked unconfirmed is
+    never kept, and offers the preferences its marker recorded, not its own.
+    """
+    digest = lock_inputs_digest(group, settings)
+    previous = read_lock_or_none(lock_path)
+    if previous is None and os.path.lexists(lock_path):
+        remove_path(lock_path)  # damaged: a cache miss (uv would also read it as preferences)
+    marker = unconfirmed_path(lock_path)
+    unconfirmed = os.path.lexists(marker)
+    if previous is not None and previous.digest == digest and not upgrade and not unconfirmed:
+        return LockResult(
+            path=lock_path, digest=digest, entries=previous.entries, excluded=excluded_requests(group, settings), reused=True
+        )
+    if upgrade:
+        preferences = ""
+    elif unconfirmed:
+        record = load(UnconfirmedLock, marker)
+        preferences = record.preferences if record is not None else ""
+    else:
+        preferences = "" if previous is None else "".join(f"{e.pin}\n" for e in previous.entries.values())
+    return GroupResolution(group=group, settings=settings, lock_path=lock_path, digest=digest, preferences=preferences)
+
+
 def lock_group(group: GroupSpec, settings: DepsSettings, lock_path: Path, *, upgrade: bool = False) -> LockResult:
     """Resolve one resource group into ``lock_path`` (written atomically).
 
@@ -230,25 +343,10 @@ def lock_group(group: GroupSpec, settings: DepsSettings, lock_path: Path, *, upg
     pins are offered to uv as preferences, so unrelated packages do not move;
     ``upgrade`` drops both shortcuts.
     """
-    digest = lock_inputs_digest(group, settings)
-    excluded = _excluded_requests(group.requirements, settings)
-    previous = read_lock_or_none(lock_path)
-    if previous is None and os.path.lexists(lock_path):
-        remove_path(lock_path)  # damaged: a cache miss (uv would also read it as preferences)
-    if previous is not None and previous.digest == digest and not upgrade:
-        return LockResult(path=lock_path, digest=digest, entries=previous.entries, excluded=excluded, reused=True)
-    # Versions only: uv would carry hashes of a preferred pin over unchanged,
-    # which is wrong when the target Python or platform changed.
-    preferences = "" if previous is None or upgrade else "".join(f"{e.pin}\n" for e in previous.entries.values())
-    outcome = _compile(lock_path.stem, group.requirements, group.constraints, settings, preferences=preferences)
-    if isinstance(outcome, _UvRun):
-        _map_parse_error(outcome, group.requirements, group.constraints)
-        action = f"resolving dependencies of group {group.name!r}"
-        raise _dependency_error(outcome, settings, group.requirements, action)
-    _write_atomic(lock_path, _render_lock(digest, f"group {group.name}", settings, outcome))
-    return LockResult(
-        path=lock_path, digest=digest, entries=read_lock(lock_path).entries, excluded=excluded, reused=False
-    )
+    prepared = prepare_lock(group, settings, lock_path, upgrade=upgrade)
+    if isinstance(prepared, LockResult):
+        return prepared
+    return prepared.write(prepared.resolve())
 
 
 def _combined_digest(groups: Sequence[GroupSpec], locks: Mapping[str, LockFile], settings: DepsSettings) -> str:

@@ -202,13 +202,17 @@ def refuse_local_project(text: str, origin: str) -> None:
 
 
 def _copy_peer_lock(config: BuildConfig, group: str, digest: str) -> None:
-    """Groups with the same requirements share one resolution: reuse a sibling's lock."""
-    from .lockfile import DamagedLock, _checked_text, _content_line
+    """Groups with the same requirements share one resolution: reuse a sibling's lock.
+
+    Only a confirmed one: a lock still waiting for uv's check (``deps.speculation``)
+    is never copied as if it were uv's.
+    """
+    from .lockfile import DamagedLock, _checked_text, _content_line, is_unconfirmed
 
     target = lock_path(config, group)
     marker = f"# inputs: {digest}\n"
     for peer in sorted(config.paths.locks.glob("*.txt")):
-        if peer == target:
+        if peer == target or is_unconfirmed(peer):
             continue
         try:
             text = _checked_text(peer)
@@ -216,21 +220,29 @@ def _copy_peer_lock(config: BuildConfig, group: str, digest: str) -> None:
             continue
         first, _, rest = text.partition("\n")
         if rest.startswith(marker) and first.startswith("# flash-tasks lock"):
+            from .locks import clear_unconfirmed
+
             title = first.rsplit(": group ", 1)[0] + f": group {group}"
             body = title + "\n" + rest
             write_bytes_atomic(target, (body + _content_line(body)).encode("utf-8"))
+            clear_unconfirmed(target)  # a copy of a confirmed lock is confirmed
             return
 
 
 def lock_group_action(config: BuildConfig, group: str) -> None:
-    from .locks import lock_group
+    from . import speculation
+    from .locks import GroupResolution, excluded_requests, prepare_lock
 
     plan = LockPlan(config)
     if not config.upgrade:
         _copy_peer_lock(config, group, plan.digest(group))
-    result = lock_group(plan.groups[group], plan.settings, lock_path(config, group), upgrade=config.upgrade)
+    spec = plan.groups[group]
+    prepared = prepare_lock(spec, plan.settings, lock_path(config, group), upgrade=config.upgrade)
+    if isinstance(prepared, GroupResolution):
+        # From the shared cache (uv checks it before anything is published), else from uv now.
+        speculation.lock(config, prepared, from_cache=not config.upgrade)
     excluded = read_json(config.paths.state / "excluded.json", {}) or {}
-    excluded[group] = [e.model_dump(mode="json") for e in result.excluded]
+    excluded[group] = [e.model_dump(mode="json") for e in excluded_requests(spec, plan.settings)]
     write_json(config.paths.state / "excluded.json", excluded)
 
 
