@@ -192,10 +192,15 @@ def start(paths: BuildPaths, lock_fd: int | None) -> int:
     if state is None or state.failed:
         return 0  # nothing pending, or left for the next install step
     if lock_fd is not None:
+        # The same flash_tasks as this process's, whatever the working folder holds.
+        here = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])}
         try:
             with open(paths.state / "fill.log", "wb") as log:
                 subprocess.Popen(
-                    [sys.executable, "-m", "flash_tasks.cache.fill", str(paths.flash)],
+                    [sys.executable, "-m", "flash_tasks.cache.fill", str(paths.flash.resolve())],
+                    cwd=paths.flash,
+                    env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=log,
