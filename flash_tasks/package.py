@@ -37,6 +37,7 @@ from pydantic import Field
 from .config import BuildConfig
 
 if TYPE_CHECKING:
+    from .cache.fill import FillState
     from .cache.installs import InstallRecord
 from .errors import BuildError
 from .quick import FILLING_MARKER
@@ -389,8 +390,10 @@ def _build_archive(config: BuildConfig, repairs: list[str]) -> None:
     paths.segments.mkdir(parents=True, exist_ok=True)
     _DIST_FILES.clear()
     _LATER.clear()
-    if os.path.lexists(paths.state / FILLING_MARKER):
-        _LATER.update(_extracted_later(config))
+    pending = _pending_fill(config)
+    if pending is not None:
+        # Their files in place now (those under shared top-level entries); their segments ship the rest.
+        _LATER.update({str(entry.dist.get("name")): sorted(entry.extra.items()) for entry in pending.entries})
     _ensure_fresh(config, repairs)
     fresh, cached = plan_segments(config)
     previous_index = load(SegmentIndex, segment_index_path(config))
@@ -402,7 +405,7 @@ def _build_archive(config: BuildConfig, repairs: list[str]) -> None:
 
         valid.update(restore_segments(config, missing))
     # -- end shared caches
-    if os.path.lexists(paths.state / FILLING_MARKER) and _fill_first(config, cached, valid):
+    if pending is not None and _fill_first(config, pending, cached, valid):
         # Some files whose extraction was left for after the build are needed now: extract them first.
         from .cache.fill import fill
 
@@ -474,23 +477,17 @@ def _build_archive(config: BuildConfig, repairs: list[str]) -> None:
     # -- end shared caches
 
 
-def _extracted_later(config: BuildConfig) -> dict[str, list[tuple[str, str | None]]]:
-    """The distributions whose files ``cache.fill`` is to extract after this build, and their files in place."""
+def _pending_fill(config: BuildConfig) -> FillState | None:
+    """The record of what ``cache.fill`` is to extract after this build, if there is one (and it reads)."""
+    if not os.path.lexists(config.paths.state / FILLING_MARKER):
+        return None  # the usual case: cache.fill is not even imported
     from .cache.fill import FillState, marker_path
 
-    state = load(FillState, marker_path(config.paths))
-    if state is None:
-        return {}
-    return {str(entry.dist.get("name")): sorted(entry.extra.items()) for entry in state.entries}
+    return load(FillState, marker_path(config.paths))
 
 
-def _fill_first(config: BuildConfig, cached: list[DistSegments], valid: dict[str, Any]) -> bool:
+def _fill_first(config: BuildConfig, state: FillState, cached: list[DistSegments], valid: dict[str, Any]) -> bool:
     """Whether a distribution left to ``cache.fill`` is not shipped exactly as its segments, whole, as planned."""
-    from .cache.fill import FillState, marker_path
-
-    state = load(FillState, marker_path(config.paths))
-    if state is None:
-        return False  # gone meanwhile (or damaged: the install step's top-level check catches that next time)
     planned = {str(group.dist["name"]): group for group in cached}
     for entry in state.entries:
         group = planned.get(str(entry.dist.get("name")))

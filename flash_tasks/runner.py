@@ -580,8 +580,9 @@ def run_tasks(
             if "flash_tasks.cache.fill" in sys.modules:  # loaded by an install step that left files for later
                 from .cache.fill import pending_count, start
 
-                if hand_over and completed and lock_fd is not None and pending_count(config.paths):
-                    filling = pending_count(config.paths)
+                waiting = pending_count(config.paths) if hand_over and completed and lock_fd is not None else 0
+                if waiting and lock_fd is not None:
+                    filling = waiting
                     fill_lock = os.dup(lock_fd)  # the lock stays held through this copy until the caller starts the fill
                 else:
                     filling = start(config.paths, lock_fd)

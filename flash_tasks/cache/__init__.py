@@ -38,6 +38,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, TypeVar
 
@@ -75,6 +76,19 @@ DEFAULT_MAX = 5 * 1024**3
 SEGMENT_KIND = "segment"
 #: Bumped when the meaning of an action key changes.
 KEY_VERSION = 1
+
+
+@cache
+def uv_version() -> str:
+    """The installed uv's version (part of every key over what uv produced), or "" without one."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("uv")
+    except PackageNotFoundError:
+        return ""
+
+
 T = TypeVar("T")
 FETCH_WORKERS = 4
 

@@ -36,7 +36,6 @@ from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, cast
 
@@ -44,7 +43,7 @@ from pydantic import Field, ValidationError
 from zlib_ng import gzip_ng, zlib_ng
 
 from ..store import Blob, BlobRecord, Record, hash_file, load, record_digest
-from . import KEY_VERSION, TreeFile, _first_found, _restore_group, _safe_relative, _session
+from . import KEY_VERSION, TreeFile, _first_found, _restore_group, _safe_relative, _session, uv_version
 from .local import _touch
 
 if TYPE_CHECKING:
@@ -85,19 +84,9 @@ class InstallRecord:
     extra: list[tuple[Path, Blob]]
 
 
-@cache
-def _uv_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("uv")
-    except PackageNotFoundError:
-        return ""
-
-
 def install_key(entry: LockEntry, settings: DepsSettings, requested: bool) -> str | None:
     """The key of ``entry``'s install record, or None when its wheel is not pinned by hash."""
-    uv = _uv_version()
+    uv = uv_version()
     if not entry.hashes or not uv:
         return None
     material = [

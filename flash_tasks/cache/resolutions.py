@@ -21,13 +21,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from functools import cache
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from ..store import Record, load
-from . import KEY_VERSION, _first_found, _session
+from . import KEY_VERSION, _first_found, _session, uv_version
 from .local import _touch
 
 if TYPE_CHECKING:
@@ -48,19 +47,9 @@ class ResolutionAction(Record):
     body: str
 
 
-@cache
-def _uv_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("uv")
-    except PackageNotFoundError:
-        return ""
-
-
 def resolution_key(digest: str, settings: DepsSettings) -> str | None:
     """The key of the resolution of inputs with ``digest`` (``lock_inputs_digest``); None without a known uv."""
-    uv = _uv_version()
+    uv = uv_version()
     if not uv:
         return None
     material = [
