@@ -249,6 +249,19 @@ def test_garbage_lock_file_is_resolved_again(app: Path, builder: Builder) -> Non
     builder.assert_clean(app)
 
 
+def test_an_undecodable_record_in_build_does_not_stop_a_reinstall(app: Path, builder: Builder) -> None:
+    """A byte of an installed RECORD turned into invalid UTF-8; later a dependency change reinstalls that distribution."""
+    builder.ok(app)
+    record = next((app / ".flash" / ".build").glob("tinydep-*.dist-info")) / "RECORD"
+    data = bytearray(record.read_bytes())
+    data[len(data) // 2] = 0x8E
+    record.write_bytes(bytes(data))
+    builder.ok(app)
+    (app / "requirements.txt").write_text("tinydep==1.0\nleafdep\n")
+    builder.ok(app)
+    builder.assert_clean(app)
+
+
 def test_a_lock_pin_changed_by_hand_is_noticed(app: Path, builder: Builder) -> None:
     """A lock that still parses but was edited must not pick what gets installed."""
     (app / "requirements.txt").write_text("tinydep\n")

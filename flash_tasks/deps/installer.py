@@ -79,7 +79,8 @@ def _remove_distribution(build_dir: Path, dist_info: Path) -> None:
     if record.is_file():
         # The dist-info (with RECORD) goes last: a removal interrupted half-way
         # can then be finished by the next build instead of orphaning files.
-        for relative, _, _ in _parse_record(record.read_text(encoding="utf-8")):
+        # A damaged RECORD still names the files of its intact lines (a garbled line names none).
+        for relative, _, _ in _parse_record(record.read_bytes().decode("utf-8", errors="replace")):
             target = _inside(build_dir, relative)
             if target is None or dist_info in target.parents:
                 continue
