@@ -284,10 +284,9 @@ def recover_if_interrupted(config: BuildConfig) -> bool:
     """
     paths = config.paths
     # Where temporaries usually are; cheap enough to sweep on every build.
-    for folder in (paths.flash, paths.state, paths.segments):
+    # .build too: a fill killed after its record was gone (cache.fill) can leave its staging folder there.
+    for folder in (paths.flash, paths.state, paths.segments, paths.build):
         _sweep(folder)
-    if os.path.lexists(paths.state / FILLING_MARKER):
-        _sweep(paths.build)  # a fill that did not finish (cache.fill) extracts into folders of its own there
     if not (paths.state / RUNNING_MARKER).exists():
         return False
     for db in paths.flash.glob(paths.db.name + "*"):
