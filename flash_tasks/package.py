@@ -59,6 +59,7 @@ from .store import (
     load,
     read_record,
     read_state,
+    record_digest,
     repairs_path,
     save,
     tree_intact,
@@ -279,6 +280,40 @@ def plan_segments(config: BuildConfig) -> tuple[list[str], list[DistSegments]]:
     return sorted(set(fresh)), cached
 
 
+@dataclass
+class SdkSegment:
+    """The cached segment that holds the SDK copy, and the digest each of its files must have."""
+
+    path: Path
+    files: dict[str, str | None]
+    #: The folders it has entries for.
+    folders: frozenset[str]
+
+
+def sdk_segment(config: BuildConfig, fresh: list[str], cached: list[DistSegments], mtime: int) -> SdkSegment | None:
+    """The SDK copy's own cached segment, when its record names every file it ships.
+
+    The SDK is the same for every build of an app (and every app on one SDK
+    version): compressing its hundred files again was most of an edit's
+    archive step. Its segment is named by a key over the copy's record (each
+    file's digest, size and mode), so it is used only for the very files the
+    record vouches for. None (the SDK then ships in the fresh segment, as
+    before) without a record, or when a distribution shares the SDK's folder.
+    """
+    from .archive import COMPRESSOR
+
+    record = load(TreeRecord, config.paths.sdk_copy_json)
+    if record is None or not record.files or not set(record.files) <= set(fresh):
+        return None
+    if any(SDK_PACKAGE in group.dist.get("top_level", ()) for group in cached):
+        return None
+    rows = sorted((rel, r.blob.sha256, r.blob.size, r.stamp.mode) for rel, r in record.files.items())
+    key = hashlib.sha256(repr((SEGMENT_FORMAT, COMPRESSOR, mtime, SDK_PACKAGE, rows)).encode()).hexdigest()[:20]
+    files: dict[str, str | None] = {rel: record_digest(bytes.fromhex(r.blob.sha256)) for rel, r in record.files.items()}
+    folders = frozenset("/".join(parts[:depth]) for parts in (rel.split("/") for rel in files) for depth in range(1, len(parts)))
+    return SdkSegment(config.paths.segments / f"{SDK_PACKAGE}-sdk-{key}.1of1.gz", files, folders)
+
+
 def _chunks(entries: list[Any], count: int) -> list[list[Any]]:
     """Split entries (in archive order) into ``count`` runs of about equal file bytes."""
     sizes = [0 if e.is_dir or e.link_target else os.lstat(e.source).st_size for e in entries]
@@ -292,15 +327,27 @@ def _chunks(entries: list[Any], count: int) -> list[list[Any]]:
     return out
 
 
-def _entries(build: Path, files: Iterable[str], *, with_root: bool, expect: dict[str, str | None] | None = None) -> list[Any]:
-    """Archive entries for ``files`` and the folders that hold them, in tarfile.add order."""
+def _entries(
+    build: Path,
+    files: Iterable[str],
+    *,
+    with_root: bool,
+    expect: dict[str, str | None] | None = None,
+    folders_given: frozenset[str] = frozenset(),
+) -> list[Any]:
+    """Archive entries for ``files`` and the folders that hold them, in tarfile.add order.
+
+    Folders in ``folders_given`` are left out: an earlier segment has their entries.
+    """
     from .archive import ROOT, Entry
 
     wanted: dict[str, bool] = {}
     for f in files:
         parts = f.split("/")
         for depth in range(1, len(parts)):
-            wanted.setdefault("/".join(parts[:depth]), True)
+            folder = "/".join(parts[:depth])
+            if folder not in folders_given:
+                wanted.setdefault(folder, True)
         wanted[f] = False
     expect = expect or {}
     out = [ROOT] if with_root else []
@@ -381,7 +428,7 @@ def _repair(config: BuildConfig, name: str) -> None:
 
 
 def _build_archive(config: BuildConfig, repairs: list[str]) -> None:
-    from .archive import END_MEMBER_SHA256, END_MEMBER_SIZE, write_segments_parallel
+    from .archive import END_MEMBER_SHA256, END_MEMBER_SIZE, archive_mtime, write_segments_parallel
 
     paths = config.paths
     build = paths.build
@@ -398,8 +445,14 @@ def _build_archive(config: BuildConfig, repairs: list[str]) -> None:
     fresh, cached = plan_segments(config)
     previous_index = load(SegmentIndex, segment_index_path(config))
     valid = _valid_segments(cached, config.verify, previous_index, repairs)
+    # The SDK copy ships in a segment of its own, compressed once per SDK (and shared like the others).
+    sdk = sdk_segment(config, fresh, cached, archive_mtime())
+    if sdk is not None:
+        valid.update(_valid_segments([DistSegments(SDK_PACKAGE, {}, [], [sdk.path])], config.verify, previous_index, repairs))
     # -- shared caches (flash_tasks.cache): a missing segment may have been compressed elsewhere
     missing = [g.paths for g in cached if not all(p.name in valid for p in g.paths)]
+    if sdk is not None and sdk.path.name not in valid:
+        missing.append([sdk.path])
     if missing:  # (an edit rebuild misses none: it does not even load the cache module)
         from .cache import restore_segments
 
@@ -418,7 +471,15 @@ def _build_archive(config: BuildConfig, repairs: list[str]) -> None:
         _DIST_FILES.clear()
         _LATER.clear()
         fresh, cached = plan_segments(config)
+        sdk_record = valid.get(sdk.path.name) if sdk is not None else None
         valid = _valid_segments(cached, config.verify, previous_index, repairs)
+        if sdk is not None and sdk_record is not None:
+            valid[sdk.path.name] = sdk_record
+    sdk_job: list[tuple[list[Any], Path]] = []
+    if sdk is not None:
+        fresh = [f for f in fresh if f not in sdk.files]
+        if sdk.path.name not in valid:
+            sdk_job.append((_entries(build, sorted(sdk.files), with_root=False, expect=sdk.files), sdk.path))
     # Files of distributions that share a top-level entry ship in the fresh segment: check them too.
     fresh_tops = {f.split("/", 1)[0] for f in fresh}
     fresh_expect: dict[str, str | None] = {}
@@ -426,7 +487,8 @@ def _build_archive(config: BuildConfig, repairs: list[str]) -> None:
         if set(dist.get("top_level", ())) & fresh_tops:
             fresh_expect.update(_dist_files(build, dist))
     fresh_path = paths.segments / f".fresh-{os.getpid()}.gz"
-    jobs = [(_entries(build, fresh, with_root=True, expect=fresh_expect), fresh_path)]
+    given = sdk.folders if sdk is not None else frozenset()
+    jobs = [(_entries(build, fresh, with_root=True, expect=fresh_expect, folders_given=given), fresh_path)]
     for group in cached:
         if not all(p.name in valid for p in group.paths):
             own = set(group.own_tops)
@@ -434,6 +496,7 @@ def _build_archive(config: BuildConfig, repairs: list[str]) -> None:
             entries = _entries(build, [f for f, _ in listed], with_root=False, expect=dict(listed))
             for chunk, target in zip(_chunks(entries, len(group.paths)), group.paths, strict=False):
                 jobs.append((chunk, target))
+    jobs.extend(sdk_job)
     try:
         infos = write_segments_parallel(jobs)
         index = SegmentIndex(segments=dict(valid))
@@ -445,7 +508,7 @@ def _build_archive(config: BuildConfig, repairs: list[str]) -> None:
         if updated != previous_index:
             save(segment_index_path(config), updated)
         # Dependencies first, sources last: an edit then only changes the artifact's tail.
-        prefix = [p for group in cached for p in group.paths]
+        prefix = [p for group in cached for p in group.paths] + ([sdk.path] if sdk is not None else [])
         members = [index.segments[p.name].blob for p in prefix]
         fresh_blob = Blob(sha256=infos[0].sha256, size=infos[0].compressed_size)
         # A lock taken from the shared cache is confirmed by uv before anything made from it goes
@@ -463,7 +526,7 @@ def _build_archive(config: BuildConfig, repairs: list[str]) -> None:
     if paths.manifest.is_dir() and not paths.manifest.is_symlink():
         remove_path(paths.manifest)
     write_bytes_atomic(paths.manifest, paths.build_manifest.read_bytes())
-    keep = {p.name for group in cached for p in group.paths}
+    keep = {p.name for group in cached for p in group.paths} | ({sdk.path.name} if sdk is not None else set())
     for old in paths.segments.glob("*.gz"):
         if old.name not in keep:
             remove_path(old)
@@ -473,6 +536,8 @@ def _build_archive(config: BuildConfig, repairs: list[str]) -> None:
         from .cache import store_segments
 
         groups = [(g.paths, [index.segments[p.name].blob for p in g.paths], _install_of(build, g)) for g in cached]
+        if sdk is not None:
+            groups.append(([sdk.path], [index.segments[sdk.path.name].blob], lambda: None))
         store_segments(config, groups, {i.path.name for i in infos[1:]})
     # -- end shared caches
 

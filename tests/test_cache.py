@@ -40,6 +40,8 @@ def work(payload: dict) -> dict:
 '''
 
 DEPS = ("alpha", "beta", "gamma")
+#: The cached segments of an app that has DEPS: one per dependency, and the SDK's.
+SEGMENTS = len(DEPS) + 1
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +152,7 @@ def test_second_app_compresses_nothing_and_is_byte_identical(builds: Builds, tmp
     second = make_app(tmp_path / "two")
     err = builds.ok(second)
     assert compressions.dependency_segments() == 0
-    assert cache.last_stats().local_hits == len(DEPS)
+    assert cache.last_stats().local_hits == SEGMENTS
     assert not warnings_in(err)
     builds.assert_clean(second)
 
@@ -195,13 +197,13 @@ def test_a_cache_off_compresses_everything(builds: Builds, tmp_path: Path, monke
     monkeypatch.setenv("FLASH_TASKS_CACHE_MAX", "0")
     compressions = Compressions(monkeypatch)
     builds.ok(make_app(tmp_path / "two"))
-    assert compressions.dependency_segments() == len(DEPS)
+    assert compressions.dependency_segments() == SEGMENTS
 
 
 def test_cache_dir_option_overrides_the_environment(builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     chosen = tmp_path / "chosen-cache"
     builds.ok(make_app(tmp_path / "one"), "--cache-dir", str(chosen))
-    assert len(segment_records(chosen)) == len(DEPS)
+    assert len(segment_records(chosen)) == SEGMENTS
     assert LocalCache(Path(os.environ["FLASH_TASKS_CACHE_DIR"]), 1 << 30).usage().actions == 0
 
 
@@ -209,7 +211,7 @@ def test_a_damaged_local_blob_is_a_miss_and_deleted(builds: Builds, tmp_path: Pa
     builds.ok(make_app(tmp_path / "one"))
     root = Path(os.environ["FLASH_TASKS_CACHE_DIR"])
     blobs = [LocalCache(root, 1 << 30).blob_path(b.sha256) for r in segment_records(root) for b in r.blobs]
-    assert len(blobs) == len(DEPS)
+    assert len(blobs) == SEGMENTS
     victim = blobs[0]
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0x55
@@ -218,7 +220,7 @@ def test_a_damaged_local_blob_is_a_miss_and_deleted(builds: Builds, tmp_path: Pa
     second = make_app(tmp_path / "two")
     builds.ok(second)
     assert compressions.dependency_segments() == 1
-    assert cache.last_stats().local_hits == len(DEPS) - 1
+    assert cache.last_stats().local_hits == SEGMENTS - 1
     builds.assert_clean(second)
     # Compressed again, and put back with the right bytes.
     import hashlib
@@ -388,10 +390,10 @@ def populate(builds: Builds, server: DavServer, tmp_path: Path, monkeypatch: pyt
     fresh_machine(monkeypatch, tmp_path, 1)
     builds.ok(make_app(tmp_path / "first-machine"), "--remote-cache", server.url)
     # One segment per dependency, the two scripts in bin/ (install records name them) and the SDK's package.
-    assert len(server.objects("cas")) == len(DEPS) + 3
+    assert len(server.objects("cas")) == SEGMENTS + 3
     # A segment record and an install record per dependency, the SDK's, and the group's resolution.
     kinds = sorted(json.loads(p.read_bytes())["kind"] for p in server.objects("ac"))
-    assert kinds == ["install"] * len(DEPS) + ["resolution", "sdk"] + ["segment"] * len(DEPS)
+    assert kinds == ["install"] * len(DEPS) + ["resolution", "sdk"] + ["segment"] * SEGMENTS
 
 
 def test_fresh_machine_gets_segments_from_the_remote(dav: Callable[..., DavServer], builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -402,7 +404,7 @@ def test_fresh_machine_gets_segments_from_the_remote(dav: Callable[..., DavServe
     app = make_app(tmp_path / "second-machine")
     err = builds.ok(app, "--remote-cache", server.url)
     assert compressions.dependency_segments() == 0
-    assert cache.last_stats().remote_hits == len(DEPS)
+    assert cache.last_stats().remote_hits == SEGMENTS
     # The group's lock came from the remote's resolution, and uv confirmed it meanwhile.
     assert [r.outcome for r in speculation.last_results()] == ["confirmed"]
     assert not warnings_in(err)
@@ -410,7 +412,7 @@ def test_fresh_machine_gets_segments_from_the_remote(dav: Callable[..., DavServe
     # What was downloaded is now in this machine's local cache too.
     local = LocalCache(tmp_path / "machine-2-cache", 1 << 30)
     records = segment_records(local.root)
-    assert len(records) == len(DEPS) and all(local.has_blob(b) for r in records for b in r.blobs)
+    assert len(records) == SEGMENTS and all(local.has_blob(b) for r in records for b in r.blobs)
 
 
 def test_only_dependency_segments_are_uploaded(dav: Callable[..., DavServer], builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -435,6 +437,11 @@ def test_only_dependency_segments_are_uploaded(dav: Callable[..., DavServer], bu
         with tarfile.open(fileobj=__import__("io").BytesIO(gzip.decompress(blob.read_bytes()) + b"\0" * 1024)) as tar:
             names = [m.name.removeprefix("./") for m in tar]
         assert names, blob
+        if all(n.split("/", 1)[0] == "runpod_flash" for n in names):
+            # The SDK's segment: its package's files only, not the resource config written for this app.
+            files = {n for n in names if not (build / n).is_dir()}
+            assert files == sdk_files - {"runpod_flash/runtime/_flash_resource_config.py"}, blob
+            continue
         shipped.update(n.split("/", 1)[0] for n in names)
         assert not app_files & {n.rsplit("/", 1)[-1] for n in names}
         assert not any(n.startswith(("handler_", "runpod_flash")) for n in names)
@@ -460,7 +467,7 @@ def test_corrupted_remote_object_is_ignored_and_rebuilt(dav: Callable[..., DavSe
     app = make_app(tmp_path / "second-machine")
     err = builds.ok(app, "--remote-cache", server.url, "--color", "never")
     assert compressions.dependency_segments() == 1
-    assert cache.last_stats().remote_hits == len(DEPS) - 1
+    assert cache.last_stats().remote_hits == SEGMENTS - 1
     assert len(warnings_in(err)) == 1, err
     builds.assert_clean(app)
     # The rebuilt segment was uploaded over the damaged object.
@@ -610,7 +617,7 @@ def test_concurrent_builds_share_one_cache(builds: Builds, tmp_path: Path, cache
         assert proc.returncode == 0, f"{out}\n{err}"
         assert not warnings_in(err) and "Traceback" not in err, err
     root = Path(os.environ["FLASH_TASKS_CACHE_DIR"])
-    assert len(segment_records(root)) == len(DEPS)
+    assert len(segment_records(root)) == SEGMENTS
     assert not list((root / "v1" / "tmp").iterdir())
     for app in apps:
         builds.assert_clean(app)
@@ -696,7 +703,7 @@ def test_fresh_machine_installs_from_the_remote(dav: Callable[..., DavServer], b
     err = builds.ok(app, "--remote-cache", server.url, "--color", "never")
     assert uv.names == [] and compressions.dependency_segments() == 0
     stats = cache.last_stats()
-    assert stats.installs_restored == len(DEPS) and stats.remote_hits == len(DEPS)
+    assert stats.installs_restored == len(DEPS) and stats.remote_hits == SEGMENTS
     assert stats.trees_from_remote == 1 and fetched_sdk == []
     assert not warnings_in(err), err
     builds.assert_clean(app)
@@ -760,9 +767,9 @@ def test_a_remote_without_install_records_gets_them(dav: Callable[..., DavServer
     fresh_machine(monkeypatch, tmp_path, 2)
     uv = UvInstalls(monkeypatch)
     builds.ok(make_app(tmp_path / "second-machine"), "--remote-cache", server.url)
-    assert sorted(uv.names) == sorted(DEPS) and cache.last_stats().remote_hits == len(DEPS)
+    assert sorted(uv.names) == sorted(DEPS) and cache.last_stats().remote_hits == SEGMENTS
     kinds = sorted(json.loads(p.read_bytes())["kind"] for p in server.objects("ac"))
-    assert kinds == ["install"] * len(DEPS) + ["resolution", "sdk"] + ["segment"] * len(DEPS)
+    assert kinds == ["install"] * len(DEPS) + ["resolution", "sdk"] + ["segment"] * SEGMENTS
     fresh_machine(monkeypatch, tmp_path, 3)
     uv.names.clear()
     app = make_app(tmp_path / "third-machine")
@@ -779,5 +786,5 @@ def test_uv_installs_from_its_own_cache_before_segments_are_extracted(builds: Bu
     app = make_app(tmp_path / "two")
     builds.ok(app)
     assert sorted(uv.names) == sorted(DEPS) and cache.last_stats().installs_restored == 0
-    assert compressions.dependency_segments() == 0 and cache.last_stats().local_hits == len(DEPS)
+    assert compressions.dependency_segments() == 0 and cache.last_stats().local_hits == SEGMENTS
     builds.assert_clean(app)

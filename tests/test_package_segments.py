@@ -540,9 +540,11 @@ def test_artifact_holds_exactly_the_tracked_files_with_their_bytes(built: BuildC
         assert shipped[rel] == (build / rel).read_bytes(), rel
     assert files["."] is None  # the root entry
     assert built.paths.manifest.read_bytes() == built.paths.build_manifest.read_bytes()
-    # every cached segment the plan names exists, and nothing else is left in the segments folder
+    # every cached segment the plan names exists, with the SDK's, and nothing else is left in the segments folder
     _fresh, cached = package.plan_segments(built)
-    assert sorted(p.name for p in built.paths.segments.iterdir()) == sorted(p.name for g in cached for p in g.paths)
+    left = sorted(p.name for p in built.paths.segments.iterdir())
+    sdk = [name for name in left if name.startswith("runpod_flash-sdk-")]
+    assert len(sdk) == 1 and sorted(set(left) - set(sdk)) == sorted(p.name for g in cached for p in g.paths)
 
 
 def test_a_changed_installed_file_is_repaired_and_said(built: BuildConfig, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -601,3 +603,63 @@ def test_a_changed_staged_source_is_restored_before_archiving(built: BuildConfig
     repairs = []
     package._ensure_fresh(built, repairs)
     assert repairs == []
+
+
+SDK_MAIN = MAIN.replace(', "nsone", "nstwo"', "")
+
+
+def test_the_sdk_ships_in_its_own_segment_compressed_once(tmp_path: Path, local_index: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flash_tasks.runner import run_tasks
+    from flash_tasks.store import repairs_path
+
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "main.py").write_text(SDK_MAIN, encoding="utf-8")
+    config = BuildConfig(app_dir=app, find_links=(str(local_index),), no_index=True)
+    run_tasks(config)
+    build = config.paths.build
+    first = config.paths.artifact.read_bytes()
+    [sdk] = config.paths.segments.glob("runpod_flash-sdk-*.gz")
+    # the SDK's package files and folders, and nothing written for this app (its resource config)
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(sdk.read_bytes()) + b"\0" * 1024)) as tar:
+        names = {m.name.removeprefix("./") for m in tar}
+    on_disk = {"runpod_flash"} | {p.relative_to(build).as_posix() for p in (build / "runpod_flash").rglob("*") if "__pycache__" not in p.parts}
+    assert names == on_disk - {"runpod_flash/runtime/_flash_resource_config.py"}
+    # the artifact has one entry per path, the resource config among them
+    with tarfile.open(config.paths.artifact, "r:gz") as tar:
+        listed = [m.name.removeprefix("./") for m in tar]
+    assert len(listed) == len(set(listed)) and "runpod_flash/runtime/_flash_resource_config.py" in listed
+
+    jobs: list[int] = []
+    real = archive.write_segments_parallel
+
+    def counting(todo: Any, workers: int | None = None, **options: Any) -> Any:
+        jobs.append(len(todo))
+        return real(todo, workers, **options)
+
+    monkeypatch.setattr(archive, "write_segments_parallel", counting)
+    before = os.stat(sdk)
+    (app / "main.py").write_text(SDK_MAIN + "# edited\n", encoding="utf-8")
+    run_tasks(config)
+    assert jobs == [1]  # only the fresh segment: the SDK's is used as it is
+    assert (os.stat(sdk).st_ino, os.stat(sdk).st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    edited = config.paths.artifact.read_bytes()
+    assert edited != first
+
+    # a damaged SDK segment is noticed, made again (no shared cache has it), and the artifact is the same bytes
+    monkeypatch.setenv("FLASH_TASKS_CACHE_DIR", str(tmp_path / "empty-cache"))
+    data = bytearray(sdk.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    sdk.write_bytes(bytes(data))
+    jobs.clear()
+    package.build_archive(config)
+    assert jobs == [2] and config.paths.artifact.read_bytes() == edited
+    assert f"cached segment {sdk.name} failed its check: made again" in json.loads(repairs_path(config).read_text())["data"]
+
+    # the clean build of the same sources gives the same bytes
+    clean = tmp_path / "clean" / "app"
+    clean.mkdir(parents=True)
+    (clean / "main.py").write_text(SDK_MAIN + "# edited\n", encoding="utf-8")
+    clean_config = BuildConfig(app_dir=clean, find_links=(str(local_index),), no_index=True)
+    run_tasks(clean_config)
+    assert clean_config.paths.artifact.read_bytes() == edited

@@ -151,10 +151,6 @@ def cpu_image_warnings(config: BuildConfig) -> list[str]:
     (direct requests per group) and install (what installed packages need)
     phases reported.
     """
-    from packaging.utils import canonicalize_name as normalize_name
-
-    from ..deps.tasks import lock_path
-
     manifest = read_plain_json(config.paths.manifest, {}) or {}
     cpu = sorted(n for n, r in (manifest.get("resources") or {}).items() if str(r.get("resource_type", "")).startswith("Cpu"))
     if not cpu:
@@ -169,16 +165,9 @@ def cpu_image_warnings(config: BuildConfig) -> list[str]:
                 need.endpoints.add(group)
                 need.origins.extend(o for o in entry.get("required_by") or [] if o not in need.origins)
     report = read_json(config.paths.state / "install-report.json", {}) or {}
-    locked = {group: {normalize_name(n) for n in locked_packages(lock_path(config, group))} for group in cpu}
-    for entry in report.get("excluded_needed", []):
-        if entry.get("reason") not in ("always", "user"):
-            continue
-        for dist in entry.get("required_by") or []:
-            for group in cpu:
-                if normalize_name(dist) in locked[group]:
-                    need = needs.setdefault(entry["name"], _CpuNeed(reason=entry["reason"]))
-                    need.endpoints.add(group)
-                    need.via.add(dist)
+    needed = [entry for entry in report.get("excluded_needed", []) if entry.get("reason") in ("always", "user")]
+    if needed:  # (the usual build has none: packaging and the locks are then not even loaded)
+        _needed_through_locks(config, cpu, needed, needs)
     found = []
     for name in sorted(needs):
         need = needs[name]
@@ -198,6 +187,22 @@ def cpu_image_warnings(config: BuildConfig) -> list[str]:
             + f" will not find it: the CPU image does not provide it\n  hint: {hint}"
         )
     return found
+
+
+def _needed_through_locks(config: BuildConfig, cpu: list[str], needed: list[dict[str, Any]], needs: dict[str, _CpuNeed]) -> None:
+    """Add the CPU endpoints whose locked packages require one of the excluded packages ``needed``."""
+    from packaging.utils import canonicalize_name as normalize_name
+
+    from ..deps.tasks import lock_path
+
+    locked = {group: {normalize_name(n) for n in locked_packages(lock_path(config, group))} for group in cpu}
+    for entry in needed:
+        for dist in entry.get("required_by") or []:
+            for group in cpu:
+                if normalize_name(dist) in locked[group]:
+                    need = needs.setdefault(entry["name"], _CpuNeed(reason=entry["reason"]))
+                    need.endpoints.add(group)
+                    need.via.add(dist)
 
 
 def warnings(config: BuildConfig, from_manifest: list[str]) -> list[str]:
