@@ -161,6 +161,29 @@ def test_a_fill_cut_short_is_finished_by_the_next_build(
     assert tree(app / ".flash" / ".build") == tree(builds.last_clean(app) / ".flash" / ".build")
 
 
+@pytest.mark.parametrize("crashed", [True, False])
+def test_a_fill_that_stopped_on_an_error_is_said_once(builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crashed: bool) -> None:
+    """A fill process that died on an exception leaves it in its log: the next build says its last line once.
+    A fill killed outright leaves an empty log: nothing to say, the next build just finishes the job."""
+    app, paths = left_unfilled(builds, tmp_path, monkeypatch)
+    (paths.state / "fill.log").write_text(
+        "Traceback (most recent call last):\n  File \"fill.py\", line 1, in <module>\nOSError: [Errno 5] Input/output error\n"
+        if crashed
+        else ""
+    )
+    code, out, err = builds.run(app, "--color", "never")
+    assert code == 0, err
+    said = [w for w in warnings_in(err) if "in the background stopped on an error" in w]
+    if crashed:
+        assert len(said) == 1 and "(OSError: [Errno 5] Input/output error;" in said[0], err
+    else:
+        assert said == [], err
+    wait_for_fill(app)
+    code, out, err = builds.run(app, "--color", "never")
+    assert code == 0 and "Up to date" in out and not warnings_in(err), err
+    builds.assert_clean(app)
+
+
 def _tamper(segment: Path, name: str) -> None:
     """Change one byte inside a file of a segment (still a valid gzip and tar)."""
     raw = bytearray(gzip.decompress(segment.read_bytes()))

@@ -94,6 +94,21 @@ def failures(paths: BuildPaths) -> list[str]:
     return list(state.failed) if state is not None else []
 
 
+def log_path(paths: BuildPaths) -> Path:
+    """Where the fill process's error output goes (empty unless it failed on its own)."""
+    return paths.state / "fill.log"
+
+
+def crash_note(paths: BuildPaths) -> str | None:
+    """The last line a fill process left in its log (an exception's), if it left any."""
+    try:
+        text = log_path(paths).read_bytes().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else None
+
+
 def fill(paths: BuildPaths) -> list[str]:
     """Extract every pending distribution's remaining files; returns those that failed (the record then stays)."""
     from .installs import WRITERS
@@ -196,7 +211,7 @@ def start(paths: BuildPaths, lock_fd: int | None) -> int:
         here = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])}
         try:
-            with open(paths.state / "fill.log", "wb") as log:
+            with open(log_path(paths), "wb") as log:
                 subprocess.Popen(
                     [sys.executable, "-m", "flash_tasks.cache.fill", str(paths.flash.resolve())],
                     cwd=paths.flash,

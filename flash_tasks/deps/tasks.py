@@ -279,12 +279,19 @@ def install_action(config: BuildConfig, groups: list[str]) -> None:
     )
     if earlier is not None and _identity(marker) == earlier:
         from ..cache import _session
-        from ..cache.fill import failures
+        from ..cache.fill import crash_note, failures
 
         failed = failures(config.paths)
+        crash = crash_note(config.paths)
         if failed:
             _session().warnings.append(
                 f"completing .flash/.build from cached segments failed for {', '.join(failed)}; installed from the wheels instead"
+            )
+        elif crash is not None:
+            # The process that was completing .build stopped on an error of its own: say it once.
+            _session().warnings.append(
+                f"completing .flash/.build in the background stopped on an error ({crash}; the whole of it is in "
+                ".flash/.state/fill.log); what it left undone was installed from the wheels"
             )
         marker.unlink(missing_ok=True)  # the install state saved above no longer counts on it
     from ..store import StageState, read_state
