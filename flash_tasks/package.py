@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from .cache.installs import InstallRecord
 from .errors import BuildError
 from .quick import FILLING_MARKER
-from .stage import remove_path, write_bytes_atomic
+from .stage import read_json, remove_path, write_bytes_atomic, write_json
 from .store import (
     ArtifactRecord,
     Blob,
@@ -123,6 +124,85 @@ def _dist_files(build: Path, dist: dict[str, Any]) -> list[tuple[str, str | None
     if key not in _DIST_FILES:
         _DIST_FILES[key] = _read_dist_files(build, dist)
     return _DIST_FILES[key]
+
+
+#: Each distribution's files under top-level entries it shares, as ``_shared_files`` found them this build.
+_SHARED: dict[str, list[tuple[str, str | None]]] = {}
+#: ``.state/shared-files.json`` as read this build, and whether it is to be written back.
+_SHARED_MEMO: dict[str, Any] = {}
+
+
+def shared_files_path(config: BuildConfig) -> Path:
+    return config.paths.state / "shared-files.json"
+
+
+def _shared_files(config: BuildConfig, dist: dict[str, Any], own_tops: list[str]) -> list[tuple[str, str | None]]:
+    """A distribution's files under the top-level entries it shares (they ship in the fresh segment), with their digests.
+
+    Finding them takes the whole RECORD, read and checked (numpy's has over a
+    thousand rows), for a few ``bin/`` scripts: a tenth of an edit's archive
+    step. The answer is kept in ``.state`` under the RECORD's stamp, the digest
+    taken at install time and the shared entries, and used again while those
+    hold and every file it names is still in place (else, or under
+    ``--verify``, the RECORD is read and checked as before, which repairs a
+    damaged distribution). The files are checked against their digests as they
+    are compressed either way.
+    """
+    build = config.paths.build
+    name = str(dist["name"])
+    if config.verify or name in _LATER:
+        return [(f, d) for f, d in _dist_files(build, dist) if f.split("/", 1)[0] not in own_tops]
+    try:
+        st = os.lstat(build / str(dist["dist_info"]) / "RECORD")
+        key = f"{dist['dist_info']}|{dist.get('content_hash')}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{','.join(own_tops)}"
+    except OSError:
+        key = None
+    memo = _SHARED_MEMO.setdefault("entries", {})
+    known = memo.get(name)
+    if key is not None and isinstance(known, dict) and known.get("key") == key:
+        in_place, rows = _all_in_place(build, known.get("files"))
+        if in_place:
+            return rows
+    files = [(f, d) for f, d in _dist_files(build, dist) if f.split("/", 1)[0] not in own_tops]
+    if key is not None:
+        memo[name] = {"key": key, "files": [list(row) for row in files]}
+        _SHARED_MEMO["dirty"] = True
+    return files
+
+
+def _all_in_place(build: Path, rows: Any) -> tuple[bool, list[tuple[str, str | None]]]:
+    """Whether remembered rows are well formed and their files are there (listed files as regular files), and the rows."""
+    if not isinstance(rows, list):
+        return False, []
+    out: list[tuple[str, str | None]] = []
+    root = os.fspath(build)
+    for row in rows:
+        if not (isinstance(row, list) and len(row) == 2 and isinstance(row[0], str) and (row[1] is None or isinstance(row[1], str))):
+            return False, []
+        path = os.path.join(root, row[0])
+        try:
+            st = os.stat(path) if row[1] is not None else os.lstat(path)
+        except (OSError, ValueError):
+            return False, []
+        if row[1] is not None and not stat.S_ISREG(st.st_mode):
+            return False, []
+        out.append((row[0], row[1]))
+    return True, out
+
+
+def _load_shared_memo(config: BuildConfig) -> None:
+    _SHARED.clear()
+    _SHARED_MEMO.clear()
+    data = read_json(shared_files_path(config), {})
+    _SHARED_MEMO["entries"] = dict(data) if isinstance(data, dict) else {}
+
+
+def _save_shared_memo(config: BuildConfig, names: set[str]) -> None:
+    """Write the memo back if this build added to it (entries of distributions no longer installed dropped)."""
+    entries = _SHARED_MEMO.get("entries", {})
+    kept = {name: entry for name, entry in entries.items() if name in names}
+    if _SHARED_MEMO.get("dirty") or kept.keys() != entries.keys():
+        write_json(shared_files_path(config), kept)
 
 
 def _read_dist_files(build: Path, dist: dict[str, Any]) -> list[tuple[str, str | None]]:
@@ -256,10 +336,10 @@ def plan_segments(config: BuildConfig) -> tuple[list[str], list[DistSegments]]:
     """
     from .archive import archive_mtime
 
-    build = config.paths.build
     fresh = _fresh_files(config)
     local_tops = {f.split("/", 1)[0] for f in fresh}
     distributions = _distributions(config)
+    _load_shared_memo(config)
     owners: dict[str, int] = {}
     for dist in distributions.values():
         for top in set(dist.get("top_level", ())):
@@ -270,12 +350,14 @@ def plan_segments(config: BuildConfig) -> tuple[list[str], list[DistSegments]]:
         tops = set(dist.get("top_level", ()))
         own_tops = sorted(t for t in tops if owners[t] == 1 and t not in local_tops)
         if tops - set(own_tops):
-            # The top-level test first: it is cheap, and rules out most of a big distribution's files.
-            fresh.extend(f for f, _ in _dist_files(build, dist) if f.split("/", 1)[0] not in own_tops and _keep(f))
+            shared = _shared_files(config, dist, own_tops)
+            _SHARED[str(dist["name"])] = shared
+            fresh.extend(f for f, _ in shared if _keep(f))
         if not own_tops:
             continue
         seg_paths = segment_paths(config, dist, own_tops, mtime)
         cached.append(DistSegments(f"{dist['name']}-{dist['version']}", dist, own_tops, seg_paths))
+    _save_shared_memo(config, {str(dist["name"]) for dist in distributions.values()})
     cached.sort(key=lambda d: d.name)
     return sorted(set(fresh)), cached
 
@@ -391,7 +473,6 @@ def build_archive(config: BuildConfig) -> None:
         try:
             _build_archive(config, repairs)
             if repairs:
-                from .stage import write_json
 
                 write_json(repairs_path(config), repairs)
             return
@@ -485,7 +566,8 @@ def _build_archive(config: BuildConfig, repairs: list[str]) -> None:
     fresh_expect: dict[str, str | None] = {}
     for dist in _distributions(config).values():
         if set(dist.get("top_level", ())) & fresh_tops:
-            fresh_expect.update(_dist_files(build, dist))
+            # Only files under shared entries ship in the fresh segment: those planned above.
+            fresh_expect.update(_SHARED.get(str(dist["name"])) or _dist_files(build, dist))
     fresh_path = paths.segments / f".fresh-{os.getpid()}.gz"
     given = sdk.folders if sdk is not None else frozenset()
     jobs = [(_entries(build, fresh, with_root=True, expect=fresh_expect, folders_given=given), fresh_path)]

@@ -663,3 +663,47 @@ def test_the_sdk_ships_in_its_own_segment_compressed_once(tmp_path: Path, local_
     clean_config = BuildConfig(app_dir=clean, find_links=(str(local_index),), no_index=True)
     run_tasks(clean_config)
     assert clean_config.paths.artifact.read_bytes() == edited
+
+
+def test_shared_files_are_remembered_and_a_damaged_one_is_repaired(tmp_path: Path, local_index: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files under shared top-level entries (here the namespace package ``sharedns``) are listed from a memo
+    while their distribution's RECORD is unchanged; a file of theirs deleted or changed is still repaired."""
+    from wheelfactory import make_wheel
+
+    from flash_tasks.runner import run_tasks
+
+    wheels = tmp_path / "ns-wheels"
+    make_wheel(wheels, "nsone", "1.0", files={"sharedns/one.py": "ONE = 1\n"})
+    make_wheel(wheels, "nstwo", "1.0", files={"sharedns/two.py": "TWO = 2\n"})
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "main.py").write_text(MAIN, encoding="utf-8")
+    config = BuildConfig(app_dir=app, find_links=(str(local_index), str(wheels)), no_index=True)
+    run_tasks(config)
+    build = config.paths.build
+    first = config.paths.artifact.read_bytes()
+    memo = json.loads(package.shared_files_path(config).read_text())["data"]
+    assert sorted(memo) == ["nsone", "nstwo"] and memo["nsone"]["files"][0][0] == "sharedns/one.py"
+
+    reads: list[str] = []
+    real = package._read_dist_files
+    monkeypatch.setattr(package, "_read_dist_files", lambda b, d: reads.append(d["name"]) or real(b, d))
+    package.build_archive(config)
+    assert reads == [] and config.paths.artifact.read_bytes() == first  # from the memo, same bytes
+
+    (build / "sharedns" / "one.py").unlink()
+    package.build_archive(config)
+    assert "nsone" in reads and (build / "sharedns" / "one.py").read_text() == "ONE = 1\n"
+    assert config.paths.artifact.read_bytes() == first
+
+    reads.clear()
+    (build / "sharedns" / "two.py").write_text("TWO = 3\n")  # same size, other bytes: RECORD unchanged
+    package.build_archive(config)
+    assert (build / "sharedns" / "two.py").read_text() == "TWO = 2\n"
+    assert config.paths.artifact.read_bytes() == first
+
+    # a damaged memo is a miss: the RECORDs are read and checked again
+    reads.clear()
+    package.shared_files_path(config).write_text("not a state file")
+    package.build_archive(config)
+    assert sorted(reads) == ["nsone", "nstwo"] and config.paths.artifact.read_bytes() == first
