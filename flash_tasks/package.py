@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from .config import BuildConfig
+from .config import BuildConfig, BuildPaths
 
 if TYPE_CHECKING:
     from .cache.fill import FillState
@@ -132,8 +132,17 @@ _SHARED: dict[str, list[tuple[str, str | None]]] = {}
 _SHARED_MEMO: dict[str, Any] = {}
 
 
-def shared_files_path(config: BuildConfig) -> Path:
-    return config.paths.state / "shared-files.json"
+def shared_files_path(paths: BuildPaths) -> Path:
+    return paths.state / "shared-files.json"
+
+
+def _memo_key(build: Path, dist: dict[str, Any], own_tops: list[str]) -> str | None:
+    """What a remembered list of shared files is good for: this RECORD (its stamp), this install, these own entries."""
+    try:
+        st = os.lstat(build / str(dist["dist_info"]) / "RECORD")
+    except OSError:
+        return None
+    return f"{dist['dist_info']}|{dist.get('content_hash')}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{','.join(own_tops)}"
 
 
 def _shared_files(config: BuildConfig, dist: dict[str, Any], own_tops: list[str]) -> list[tuple[str, str | None]]:
@@ -142,8 +151,8 @@ def _shared_files(config: BuildConfig, dist: dict[str, Any], own_tops: list[str]
     Finding them takes the whole RECORD, read and checked (numpy's has over a
     thousand rows), for a few ``bin/`` scripts: a tenth of an edit's archive
     step. The answer is kept in ``.state`` under the RECORD's stamp, the digest
-    taken at install time and the shared entries, and used again while those
-    hold and every file it names is still in place (else, or under
+    taken at install time and the distribution's own entries, and used again
+    while those hold and every file it names is still in place (else, or under
     ``--verify``, the RECORD is read and checked as before, which repairs a
     damaged distribution). The files are checked against their digests as they
     are compressed either way.
@@ -152,11 +161,7 @@ def _shared_files(config: BuildConfig, dist: dict[str, Any], own_tops: list[str]
     name = str(dist["name"])
     if config.verify or name in _LATER:
         return [(f, d) for f, d in _dist_files(build, dist) if f.split("/", 1)[0] not in own_tops]
-    try:
-        st = os.lstat(build / str(dist["dist_info"]) / "RECORD")
-        key = f"{dist['dist_info']}|{dist.get('content_hash')}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{','.join(own_tops)}"
-    except OSError:
-        key = None
+    key = _memo_key(build, dist, own_tops)
     memo = _SHARED_MEMO.setdefault("entries", {})
     known = memo.get(name)
     if key is not None and isinstance(known, dict) and known.get("key") == key:
@@ -168,6 +173,32 @@ def _shared_files(config: BuildConfig, dist: dict[str, Any], own_tops: list[str]
         memo[name] = {"key": key, "files": [list(row) for row in files]}
         _SHARED_MEMO["dirty"] = True
     return files
+
+
+def remember_shared_files(paths: BuildPaths, dists: list[tuple[dict[str, Any], list[str]]]) -> None:
+    """Add to the memo of ``_shared_files`` the distributions just put in place (with their own top-level entries).
+
+    Run by ``cache.fill`` once it has completed ``.build``, so that the first
+    edit after a build from cached segments finds them remembered too. Each
+    RECORD is read and checked here; a damaged one is left out.
+    """
+    data = read_json(shared_files_path(paths), {})
+    memo = dict(data) if isinstance(data, dict) else {}
+    for dist, own in dists:
+        if not set(dist.get("top_level", ())) - set(own):
+            continue  # shares nothing: never asked for
+        key = _memo_key(paths.build, dist, own)
+        if key is None:
+            continue
+        try:
+            files = [[f, d] for f, d in _read_dist_files(paths.build, dist) if f.split("/", 1)[0] not in own]
+        except DamagedDistribution:
+            continue
+        memo[str(dist["name"])] = {"key": key, "files": files}
+    try:
+        write_json(shared_files_path(paths), memo)
+    except OSError:
+        pass  # only a missed speed-up: the next archive step reads the RECORDs
 
 
 def _all_in_place(build: Path, rows: Any) -> tuple[bool, list[tuple[str, str | None]]]:
@@ -193,7 +224,7 @@ def _all_in_place(build: Path, rows: Any) -> tuple[bool, list[tuple[str, str | N
 def _load_shared_memo(config: BuildConfig) -> None:
     _SHARED.clear()
     _SHARED_MEMO.clear()
-    data = read_json(shared_files_path(config), {})
+    data = read_json(shared_files_path(config.paths), {})
     _SHARED_MEMO["entries"] = dict(data) if isinstance(data, dict) else {}
 
 
@@ -202,7 +233,7 @@ def _save_shared_memo(config: BuildConfig, names: set[str]) -> None:
     entries = _SHARED_MEMO.get("entries", {})
     kept = {name: entry for name, entry in entries.items() if name in names}
     if _SHARED_MEMO.get("dirty") or kept.keys() != entries.keys():
-        write_json(shared_files_path(config), kept)
+        write_json(shared_files_path(config.paths), kept)
 
 
 def _read_dist_files(build: Path, dist: dict[str, Any]) -> list[tuple[str, str | None]]:

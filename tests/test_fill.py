@@ -120,6 +120,27 @@ def test_the_artifact_comes_first_and_build_is_completed_after(builds: Builds, t
     assert (app / ".flash" / "artifact.tar.gz").stat().st_mtime_ns == before
 
 
+def test_the_fill_remembers_shared_files_for_the_first_edit(builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first edit after a build from cached segments lists the distributions' ``bin/`` scripts from the
+    memo the fill wrote: no RECORD is read again, and the artifact is the clean build's."""
+    from flash_tasks import package
+
+    builds.ok(make_app(tmp_path / "one"))
+    app = make_app(tmp_path / "two")
+    builds.ok(app)
+    wait_for_fill(app)
+    assert not marker(app).exists()
+    memo = json.loads((app / ".flash" / ".state" / "shared-files.json").read_text())["data"]
+    assert sorted(memo) == sorted(d for d in DEPS if d != "alpha")  # the two with a script in bin/
+    reads: list[str] = []
+    real = package._read_dist_files
+    monkeypatch.setattr(package, "_read_dist_files", lambda b, d: reads.append(d["name"]) or real(b, d))
+    (app / "main.py").write_text((app / "main.py").read_text() + "# edited\n")
+    builds.ok(app)
+    assert reads == []
+    builds.assert_clean(app)
+
+
 def test_the_next_build_waits_for_the_fill(builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     builds.ok(make_app(tmp_path / "one"))
     app = make_app(tmp_path / "two")

@@ -682,7 +682,7 @@ def test_shared_files_are_remembered_and_a_damaged_one_is_repaired(tmp_path: Pat
     run_tasks(config)
     build = config.paths.build
     first = config.paths.artifact.read_bytes()
-    memo = json.loads(package.shared_files_path(config).read_text())["data"]
+    memo = json.loads(package.shared_files_path(config.paths).read_text())["data"]
     assert sorted(memo) == ["nsone", "nstwo"] and memo["nsone"]["files"][0][0] == "sharedns/one.py"
 
     reads: list[str] = []
@@ -704,6 +704,6 @@ def test_shared_files_are_remembered_and_a_damaged_one_is_repaired(tmp_path: Pat
 
     # a damaged memo is a miss: the RECORDs are read and checked again
     reads.clear()
-    package.shared_files_path(config).write_text("not a state file")
+    package.shared_files_path(config.paths).write_text("not a state file")
     package.build_archive(config)
     assert sorted(reads) == ["nsone", "nstwo"] and config.paths.artifact.read_bytes() == first

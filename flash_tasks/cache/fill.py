@@ -129,6 +129,10 @@ def fill(paths: BuildPaths) -> list[str]:
         (paths.state / "artifact.json").unlink(missing_ok=True)
         save(marker, state.model_copy(update={"failed": failed}))
     else:
+        from ..package import remember_shared_files
+
+        # What the first edit's archive step would otherwise read from each RECORD again.
+        remember_shared_files(paths, [(entry.dist, entry.own) for entry in state.entries])
         marker.unlink(missing_ok=True)
         from ..quick import write_held_record
 
