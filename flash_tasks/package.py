@@ -128,8 +128,17 @@ def _dist_files(build: Path, dist: dict[str, Any]) -> list[tuple[str, str | None
 
 #: Each distribution's files under top-level entries it shares, as ``_shared_files`` found them this build.
 _SHARED: dict[str, list[tuple[str, str | None]]] = {}
-#: ``.state/shared-files.json`` as read this build, and whether it is to be written back.
-_SHARED_MEMO: dict[str, Any] = {}
+
+
+class _SharedMemo:
+    """``.state/shared-files.json`` as read this build, and whether it is to be written back."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, Any] = {}
+        self.changed = False
+
+
+_SHARED_MEMO = _SharedMemo()
 
 
 def shared_files_path(paths: BuildPaths) -> Path:
@@ -143,6 +152,12 @@ def _memo_key(build: Path, dist: dict[str, Any], own_tops: list[str]) -> str | N
     except OSError:
         return None
     return f"{dist['dist_info']}|{dist.get('content_hash')}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{','.join(own_tops)}"
+
+
+def _under_shared(rows: Iterable[tuple[str, str | None]], own_tops: Iterable[str]) -> list[tuple[str, str | None]]:
+    """The rows outside a distribution's own top-level entries."""
+    own = set(own_tops)
+    return [(f, d) for f, d in rows if f.split("/", 1)[0] not in own]
 
 
 def _shared_files(config: BuildConfig, dist: dict[str, Any], own_tops: list[str]) -> list[tuple[str, str | None]]:
@@ -160,18 +175,17 @@ def _shared_files(config: BuildConfig, dist: dict[str, Any], own_tops: list[str]
     build = config.paths.build
     name = str(dist["name"])
     if config.verify or name in _LATER:
-        return [(f, d) for f, d in _dist_files(build, dist) if f.split("/", 1)[0] not in own_tops]
+        return _under_shared(_dist_files(build, dist), own_tops)
     key = _memo_key(build, dist, own_tops)
-    memo = _SHARED_MEMO.setdefault("entries", {})
-    known = memo.get(name)
+    known = _SHARED_MEMO.entries.get(name)
     if key is not None and isinstance(known, dict) and known.get("key") == key:
         in_place, rows = _all_in_place(build, known.get("files"))
         if in_place:
             return rows
-    files = [(f, d) for f, d in _dist_files(build, dist) if f.split("/", 1)[0] not in own_tops]
+    files = _under_shared(_dist_files(build, dist), own_tops)
     if key is not None:
-        memo[name] = {"key": key, "files": [list(row) for row in files]}
-        _SHARED_MEMO["dirty"] = True
+        _SHARED_MEMO.entries[name] = {"key": key, "files": [list(row) for row in files]}
+        _SHARED_MEMO.changed = True
     return files
 
 
@@ -191,7 +205,7 @@ def remember_shared_files(paths: BuildPaths, dists: list[tuple[dict[str, Any], l
         if key is None:
             continue
         try:
-            files = [[f, d] for f, d in _read_dist_files(paths.build, dist) if f.split("/", 1)[0] not in own]
+            files = [list(row) for row in _under_shared(_read_dist_files(paths.build, dist), own)]
         except DamagedDistribution:
             continue
         memo[str(dist["name"])] = {"key": key, "files": files}
@@ -223,16 +237,16 @@ def _all_in_place(build: Path, rows: Any) -> tuple[bool, list[tuple[str, str | N
 
 def _load_shared_memo(config: BuildConfig) -> None:
     _SHARED.clear()
-    _SHARED_MEMO.clear()
     data = read_json(shared_files_path(config.paths), {})
-    _SHARED_MEMO["entries"] = dict(data) if isinstance(data, dict) else {}
+    _SHARED_MEMO.entries = dict(data) if isinstance(data, dict) else {}
+    _SHARED_MEMO.changed = False
 
 
 def _save_shared_memo(config: BuildConfig, names: set[str]) -> None:
     """Write the memo back if this build added to it (entries of distributions no longer installed dropped)."""
-    entries = _SHARED_MEMO.get("entries", {})
+    entries = _SHARED_MEMO.entries
     kept = {name: entry for name, entry in entries.items() if name in names}
-    if _SHARED_MEMO.get("dirty") or kept.keys() != entries.keys():
+    if _SHARED_MEMO.changed or kept.keys() != entries.keys():
         write_json(shared_files_path(config.paths), kept)
 
 
@@ -504,7 +518,6 @@ def build_archive(config: BuildConfig) -> None:
         try:
             _build_archive(config, repairs)
             if repairs:
-
                 write_json(repairs_path(config), repairs)
             return
         except DamagedDistribution as exc:
@@ -598,7 +611,8 @@ def _build_archive(config: BuildConfig, repairs: list[str]) -> None:
     for dist in _distributions(config).values():
         if set(dist.get("top_level", ())) & fresh_tops:
             # Only files under shared entries ship in the fresh segment: those planned above.
-            fresh_expect.update(_SHARED.get(str(dist["name"])) or _dist_files(build, dist))
+            name = str(dist["name"])
+            fresh_expect.update(_SHARED[name] if name in _SHARED else _dist_files(build, dist))
     fresh_path = paths.segments / f".fresh-{os.getpid()}.gz"
     given = sdk.folders if sdk is not None else frozenset()
     jobs = [(_entries(build, fresh, with_root=True, expect=fresh_expect, folders_given=given), fresh_path)]
