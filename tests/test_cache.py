@@ -272,6 +272,65 @@ def test_prune_evicts_least_recently_used(tmp_path: Path) -> None:
     assert local.get_action("k" * 64) is None
 
 
+def test_prune_keeps_the_records_whose_blobs_stay(tmp_path: Path) -> None:
+    from flash_tasks.cache import TreeAction, TreeFile
+    from flash_tasks.cache.installs import INSTALL_KIND, InstallAction
+    from flash_tasks.cache.resolutions import RESOLUTION_KIND, ResolutionAction
+
+    local = LocalCache(tmp_path / "c", max_bytes=2500)
+    old, kept, newest = [_blob_file(local, bytes([n]) * 1000, tmp_path) for n in range(3)]
+    for age, blob in zip((300, 200, 100), (old, kept, newest), strict=True):
+        past = time.time() - age
+        os.utime(local.blob_path(blob.sha256), (past, past))
+
+    def tree(blob: Blob) -> TreeAction:
+        return TreeAction(kind="sdk", files={"pkg/a.py": TreeFile(blob=blob, mode=0o644)})
+
+    def install(*extra: Blob) -> InstallAction:
+        return InstallAction(kind=INSTALL_KIND, dist={"name": "x"}, extra={f"bin/{b.sha256[:6]}": TreeFile(blob=b, mode=0o755) for b in extra})
+
+    records: dict[str, tuple[Any, int, bool]] = {  # key: (record, seconds since last use, kept)
+        "segment-kept": (ActionRecord(kind="segment", name="x", blobs=[kept, newest]), 10, True),
+        "segment-gone": (ActionRecord(kind="segment", name="x", blobs=[kept, old]), 10, False),
+        "tree-kept": (tree(newest), 10, True),
+        "tree-gone": (tree(old), 10, False),
+        "install-kept": (install(kept), 10, True),
+        "install-plain": (install(), 10, True),
+        "install-gone": (install(newest, old), 10, False),
+        "resolution-used": (ResolutionAction(kind=RESOLUTION_KIND, key="k", body="a==1\n"), 250, True),
+        "resolution-unused": (ResolutionAction(kind=RESOLUTION_KIND, key="k", body="a==1\n"), 400, False),
+        "not-a-record": (None, 10, False),
+    }
+    for name, (record, age, _) in records.items():
+        key = name.ljust(64, "0")
+        local.put_bytes(key, record.model_dump_json().encode() if record is not None else b"{not json")
+        past = time.time() - age
+        os.utime(local.action_path(key), (past, past))
+    pruned = local.prune()
+    assert (pruned.blobs, pruned.blob_bytes) == (1, 1000)
+    assert [local.has_blob(b) for b in (old, kept, newest)] == [False, True, True]
+    left = {name for name in records if local.action_path(name.ljust(64, "0")).is_file()}
+    assert left == {name for name, (_, _, keep) in records.items() if keep}
+    assert pruned.actions == len(records) - len(left)
+
+
+def test_pruning_one_stale_blob_keeps_a_build_s_records(builds: Builds, tmp_path: Path) -> None:
+    root = tmp_path / "own-cache"
+    builds.ok(make_app(tmp_path / "one"), "--cache-dir", str(root))
+    records = sorted((root / "v1" / "ac").glob("*/*"))
+    kinds = {json.loads(p.read_bytes())["kind"] for p in records}
+    assert kinds == {"segment", "install", "sdk", "resolution"}, kinds
+    contents = {p: p.read_bytes() for p in records}
+    local = LocalCache(root, max_bytes=1 << 40)
+    total = local.usage().blob_bytes
+    stale = _blob_file(local, b"left by another app", tmp_path)
+    past = time.time() - 3600
+    os.utime(local.blob_path(stale.sha256), (past, past))
+    assert main(["cache", "prune", "--max", str(total), "--cache-dir", str(root)]) == 0
+    assert not local.has_blob(stale)
+    assert {p: p.read_bytes() for p in sorted((root / "v1" / "ac").glob("*/*"))} == contents
+
+
 def test_a_blob_with_other_bytes_is_refused(tmp_path: Path) -> None:
     local = LocalCache(tmp_path / "c", max_bytes=1 << 20)
     source = tmp_path / "source"

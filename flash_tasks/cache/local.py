@@ -92,6 +92,31 @@ def copy_verified(src: Path, dest: Path, blob: Blob) -> bool:
     return True
 
 
+def blobs_needed(path: Path) -> list[Blob] | None:
+    """The blobs the action record at ``path`` needs, or None when it is no record this tool reads.
+
+    A segment's record names its blobs; an installed tree's (the SDK's) names
+    one per file; an install record names the files it holds besides its
+    segments; a resolution names none.
+    """
+    from . import TreeAction
+    from .installs import InstallAction
+    from .resolutions import ResolutionAction
+
+    segment = load(ActionRecord, path)
+    if segment is not None:
+        return list(segment.blobs)
+    tree = load(TreeAction, path)
+    if tree is not None:
+        return [f.blob for f in tree.files.values()]
+    install = load(InstallAction, path)
+    if install is not None:
+        return [f.blob for f in install.extra.values()]
+    if load(ResolutionAction, path) is not None:
+        return []
+    return None
+
+
 def temporary_name(name: str) -> str:
     """``.<name>.tmp-<pid>-<thread>``: the name the build's recovery knows to sweep after a kill."""
     return f".{name}.tmp-{os.getpid()}-{threading.get_native_id()}"
@@ -245,14 +270,17 @@ class LocalCache:
     def prune(self, max_bytes: int | None = None) -> Pruned:
         """Evict least recently used blobs until they fit ``max_bytes`` (default: the limit).
 
-        Action records whose blobs are gone are removed too, and temporaries
-        left behind by killed builds.
+        Action records go with them: one that names an evicted blob, one this
+        tool cannot read, and one that names no blob (a resolution) and was used
+        no more recently than the last blob evicted. Temporaries left behind by
+        killed builds go too.
         """
         limit = self.max_bytes if max_bytes is None else max_bytes
         blobs = sorted(self._files("cas"), key=lambda item: item[2])
         total = sum(size for _, size, _ in blobs)
         removed = removed_bytes = 0
-        for path, size, _ in blobs:
+        cutoff: float | None = None
+        for path, size, mtime in blobs:
             if total <= limit:
                 break
             try:
@@ -262,11 +290,12 @@ class LocalCache:
             total -= size
             removed += 1
             removed_bytes += size
+            cutoff = mtime
         actions = 0
-        if removed:
-            for path, _, _ in self._files("ac"):
-                record = load(ActionRecord, path)
-                if record is None or not all(self.has_blob(b) for b in record.blobs):
+        if cutoff is not None:
+            for path, _, mtime in self._files("ac"):
+                needed = blobs_needed(path)
+                if needed is None or (needed and not all(self.has_blob(b) for b in needed)) or (not needed and mtime <= cutoff):
                     path.unlink(missing_ok=True)
                     actions += 1
         self._remove_stale_tmp()
