@@ -199,6 +199,24 @@ def test_python_m_entry_point_and_version(app: Path) -> None:
     assert version.stdout.startswith("flash-tasks ")
 
 
+def test_plugins_installed_next_to_the_tool_are_not_loaded(app: Path, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    info = site / "sneaky_plugin-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: sneaky-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[pydantic]\nsneaky = sneaky_plugin:plugin\n[doit.COMMAND]\nsneaky = sneaky_plugin:plugin\n[doit.REPORTER]\nsneaky = sneaky_plugin:plugin\n"
+    )
+    marker = tmp_path / "loaded"
+    (site / "sneaky_plugin.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).touch()\nplugin = object()\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    found = subprocess.run([sys.executable, "-c", "import importlib.metadata as m; print(len(m.entry_points(group='pydantic')))"], env=env, capture_output=True, text=True)
+    assert found.stdout.strip() != "0", found.stderr  # the plugin is visible to anything that looks
+    result = subprocess.run([sys.executable, "-m", "flash_tasks", "build", "-C", str(app), *index_flags()], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert not marker.exists()
+
+
 def test_repository_dodo_lists_the_phases() -> None:
     result = subprocess.run([sys.executable, "-m", "doit", "list"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
