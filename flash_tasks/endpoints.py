@@ -18,6 +18,7 @@ from typing import Any
 from . import catalog
 from .errors import BuildError
 from .evaluator import MAX_ARGUMENTS_SIZE, Evaluator, SdkCall, did_you_mean
+from .expressions import short
 
 #: Longest endpoint name, in UTF-8 bytes. The name becomes ``handler_<name>.py`` and the
 #: build's lock and temporary files (``.handler_<name>.py.tmp-<pid>``): with 200 bytes they
@@ -233,7 +234,7 @@ class Discovery:
         folder = unimportable_folder(scan["path"])
         if folder is None:
             return False
-        declares = bool(scan["endpoints"]) or any("image" in v["call"]["kwargs"] for v in scan["endpoint_vars"].values())
+        declares = bool(scan["endpoints"]) or any(may_set(v["call"], "image") for v in scan["endpoint_vars"].values())
         if declares and folder not in self.skipped_folders:
             self.skipped_folders.add(folder)
             self.warnings.append(
@@ -273,13 +274,13 @@ class Discovery:
         if obj.evaluated:
             return obj.values
         call = obj.call
-        if call["star"]:
+        if call.get("starred"):
             raise BuildError(
-                "Endpoint(...) arguments cannot be unpacked with * or ** here",
+                "Endpoint(...) arguments cannot be unpacked with * here",
                 path=obj.path,
                 line=call["line"],
                 col=call["col"],
-                hint="write each argument out as name=value",
+                hint="pass the name and settings by keyword (name=..., or **settings for a dict of them)",
             )
         if len(call["args"]) > 1:
             extra = call["args"][1]
@@ -316,9 +317,43 @@ class Discovery:
                     hint="endpoint arguments are settings, not data: ship large data as a file in the app",
                 )
             values[key] = (value, expr)
+        for spread in call.get("unpack", []):
+            self.unpack(obj, spread, values)
         obj.values = values
         obj.evaluated = True
         return values
+
+    def unpack(self, obj: EndpointObject, spread: dict[str, Any], values: dict[str, Any]) -> None:
+        """Add the settings of one ``**settings`` argument of an Endpoint call to ``values``."""
+        where = {"path": obj.path, "line": spread["line"], "col": spread["col"]}
+        mapping = self.ev.evaluate(obj.module, spread)
+        if not isinstance(mapping, dict) or not all(isinstance(k, str) for k in mapping):
+            raise BuildError(
+                f"only a dict with string keys can be unpacked into Endpoint(...) with ** (`{short(spread['src'])}`)",
+                **where,
+                hint="e.g. SETTINGS = {'workers': (0, 3), 'idle_timeout': 60}, then Endpoint(name='x', **SETTINGS)",
+            )
+        for key, value in mapping.items():
+            if key not in ENDPOINT_KWARGS:
+                raise BuildError(
+                    f"Endpoint has no argument {key!r} (unpacked from `{short(spread['src'])}`)",
+                    **where,
+                    hint=did_you_mean(key, list(ENDPOINT_KWARGS)),
+                )
+            if key in values:
+                raise BuildError(
+                    f"Endpoint got the argument {key!r} twice (again from `{short(spread['src'])}`)",
+                    **where,
+                    hint=f"give {key}= once: drop it from the call or from the dict",
+                )
+            self.arguments_size += self.ev.size_of(value)
+            if self.arguments_size > MAX_ARGUMENTS_SIZE:
+                raise BuildError(
+                    f"the endpoint arguments of this app add up to more than {MAX_ARGUMENTS_SIZE:,} bytes",
+                    **where,
+                    hint="endpoint arguments are settings, not data: ship large data as a file in the app",
+                )
+            values[key] = (value, spread)
 
     def value(self, obj: EndpointObject, key: str, default: Any = None) -> Any:
         entry = self.values(obj).get(key)
@@ -506,9 +541,16 @@ class Discovery:
                 continue
             for var, info in scan["endpoint_vars"].items():
                 call = info["call"]
-                if "image" not in call["kwargs"]:
+                if not may_set(call, "image"):
                     continue
                 obj = self.endpoint_var(scan["module"], var, 10**9) or EndpointObject(scan["module"], relpath, call, var)
+                if "image" not in call["kwargs"]:
+                    # image= can only come from unpacked settings: an Endpoint object whose settings
+                    # cannot be read at build time is a client the build does not deploy, as before.
+                    try:
+                        self.values(obj)
+                    except BuildError:
+                        continue
                 if self.value(obj, "image") is None:
                     continue
                 if self.value(obj, "id") is not None:
@@ -553,6 +595,11 @@ def _show(name: str, limit: int = 60) -> str:
     """A name quoted for a message, escapes visible, long ones shortened."""
     shown = ascii(name) if any(unicodedata.category(ch) in _NAME_BAD_CATEGORIES for ch in name) else repr(name)
     return shown if len(shown) <= limit else shown[: limit - 4] + "...'"
+
+
+def may_set(call: Mapping[str, Any], key: str) -> bool:
+    """Whether an Endpoint call may set ``key``: by name, or in settings unpacked with ``**``."""
+    return key in call["kwargs"] or bool(call.get("unpack"))
 
 
 def unimportable_folder(relpath: str) -> str | None:

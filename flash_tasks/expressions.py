@@ -480,8 +480,13 @@ class Frame:
                 spread = self.eval(kw.value)
                 if not isinstance(spread, dict) or not all(isinstance(k, str) for k in spread):
                     raise EvalError("only dicts with string keys can be unpacked with **", kw.value)
+                twice = next((k for k in spread if k in kwargs), None)
+                if twice is not None:
+                    raise EvalError(f"the argument {twice!r} is given twice", kw.value)
                 kwargs.update(spread)
             else:
+                if kw.arg in kwargs:
+                    raise EvalError(f"the argument {kw.arg!r} is given twice", kw.value)
                 kwargs[kw.arg] = self.eval(kw.value)
         if isinstance(func, ModuleRef) and func.name in ("os.environ.get", "os.getenv"):
             if kwargs or not 1 <= len(args) <= 2:
@@ -489,7 +494,9 @@ class Frame:
             default = args[1] if len(args) == 2 else None
             return self.ev.read_env(args[0], default, node)
         if isinstance(func, Builtin):
-            for arg in [*args, *kwargs.values()]:
+            # dict(name=value, ...) only holds its values (settings written to be unpacked into
+            # Endpoint(**...) hold SDK values such as CpuInstanceType.CPU3C_2_4); other builtins compute.
+            for arg in [*args, *kwargs.values()] if func.name != "dict" else args:
                 if not isinstance(arg, (*PLAIN, *CONTAINERS)):
                     raise EvalError(f"{func.name}() works on plain values only, not on a {type_name(arg)}", node)
             try:

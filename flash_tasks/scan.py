@@ -195,6 +195,9 @@ class _Scanner:
         return {
             "args": [self.expr(a) for a in call.args],
             "kwargs": {kw.arg: self.expr(kw.value) for kw in call.keywords if kw.arg is not None},
+            #: ``**settings`` arguments, in order (an Endpoint call evaluates them; other calls refuse them).
+            "unpack": [self.expr(kw.value) for kw in call.keywords if kw.arg is None],
+            "starred": any(isinstance(a, ast.Starred) for a in call.args),
             "star": any(isinstance(a, ast.Starred) for a in call.args)
             or any(kw.arg is None for kw in call.keywords),
             "line": call.lineno,

@@ -48,6 +48,7 @@ APP_ENV: dict[str, dict[str, str | None]] = {
     },
     "real_agents_folder": {},
     "real_names": {},
+    "real_unpacked_settings": {"UNPACKED_LOG_LEVEL": "debug"},
 }
 
 
@@ -64,7 +65,7 @@ def reference_python(explicit: str | None) -> Path:
 
 
 def build_env(app_env: dict[str, str | None]) -> dict[str, str]:
-    from tests.test_reference import CLEARED_ENV
+    from support.apps import CLEARED_ENV
 
     cleared = set(CLEARED_ENV) | set(REFERENCE_ENV) | set(app_env)
     env = {k: v for k, v in os.environ.items() if k not in cleared}
@@ -105,7 +106,7 @@ def main() -> None:
     parser.add_argument("--python", help="interpreter of an environment with runpod-flash 1.21.0")
     parser.add_argument("apps", nargs="*", default=sorted(APP_ENV), help="apps to record (default: all)")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
+    sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
     python = reference_python(args.python)
     flash = python.parent / ("flash.exe" if os.name == "nt" else "flash")
     for app in args.apps:

@@ -165,6 +165,14 @@ def test_enum_members_as_values() -> None:
     assert ours(expr) == expected
 
 
+def test_dict_holds_sdk_values_as_a_literal_does() -> None:
+    """Settings written as dict(...) to be unpacked into Endpoint(**...) hold enum members."""
+    literal = ours("{'gpu': [GpuGroup.ADA_24], 'datacenter': DataCenter.EU_RO_1, 'n': 2}")
+    assert ours("dict(gpu=[GpuGroup.ADA_24], datacenter=DataCenter.EU_RO_1, n=2)") == literal
+    assert ours("dict({'gpu': [GpuGroup.ADA_24]}, datacenter=DataCenter.EU_RO_1, n=2)") == literal
+    assert "member='ADA_24'" in literal and "member='EU_RO_1'" in literal
+
+
 # -- module constants: the value Python would see when the decorator runs ------------------------------------
 
 MODULE_CASES: list[tuple[str, str]] = [
@@ -263,6 +271,8 @@ REFUSED: list[tuple[str, str, str, str]] = [
     ("'x'.startswith(GpuGroup)", "", "'x'.startswith(GpuGroup)", ".startswith() works on plain values only, not on a GpuGroup"),
     ("dict(**{1: 2})", "", "{1: 2}", "only dicts with string keys can be unpacked with **"),
     ("dict(**[1])", "", "[1]", "only dicts with string keys can be unpacked with **"),
+    ("dict(a=1, **{'a': 2})", "", "{'a': 2}", "the argument 'a' is given twice"),
+    ("dict(**{'a': 1}, a=2)", "", "2", "the argument 'a' is given twice"),
     ("NetworkVolume('x')", "", "NetworkVolume('x')", "pass NetworkVolume arguments by keyword"),
     ("GpuGroup('ADA_99')", "", "GpuGroup('ADA_99')", "'ADA_99' is not a valid GpuGroup"),
     ("GpuGroup()", "", "GpuGroup()", "function calls cannot be evaluated at build time"),

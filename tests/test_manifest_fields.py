@@ -1084,3 +1084,60 @@ def test_more_hints_say_what_to_do() -> None:
 def test_image_tag_variable_is_recorded_as_used(environ: dict[str, str]) -> None:
     result = build({"w.py": IMPORTS + "@Endpoint(name='w')\ndef f(x): return x\n"}, environ)
     assert "FLASH_IMAGE_TAG" in result.env_used and result.env_used["FLASH_IMAGE_TAG"] == environ.get("FLASH_IMAGE_TAG")
+
+
+# -- settings unpacked with ** ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("unpacked", "written"),
+    [
+        ("**{'gpu': GpuGroup.ADA_24, 'workers': (1, 4)}", "gpu=GpuGroup.ADA_24, workers=(1, 4)"),
+        ("cpu='cpu3c-2-4', **dict(workers=2, idle_timeout=300), **{'env': {'A': 'b'}}", "cpu='cpu3c-2-4', workers=2, idle_timeout=300, env={'A': 'b'}"),
+        ("**{**{'gpu': GpuGroup.ANY}, 'datacenter': DataCenter.EU_RO_1}", "gpu=GpuGroup.ANY, datacenter=DataCenter.EU_RO_1"),
+    ],
+)
+def test_unpacked_settings_are_the_settings_written_out(unpacked: str, written: str) -> None:
+    assert endpoint(unpacked) == endpoint(written)
+
+
+def test_settings_unpacked_from_another_module_are_the_settings_written_out() -> None:
+    shared = "from runpod_flash import GpuGroup\nLIMITS = dict(workers=(0, 5), idle_timeout=90)\nGPU = {'gpu': [GpuGroup.ADA_24]}\n"
+    unpacked = build({"shared.py": shared, "w.py": IMPORTS + "from shared import LIMITS, GPU\n@Endpoint(name='w', **GPU, **LIMITS)\ndef f(x): return x\n"})
+    written = build({"w.py": IMPORTS + "@Endpoint(name='w', gpu=[GpuGroup.ADA_24], workers=(0, 5), idle_timeout=90)\ndef f(x): return x\n"})
+    assert unpacked.manifest.model_dump()["resources"] == written.manifest.model_dump()["resources"]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment", "hint"),
+    [
+        ("**{'wokers': 2}", "Endpoint has no argument 'wokers' (unpacked from `{'wokers': 2}`)", "workers"),
+        ("workers=2, **{'workers': 3}", "Endpoint got the argument 'workers' twice (again from `{'workers': 3}`)", "give workers= once"),
+        ("**{'name': 'v'}", "Endpoint got the argument 'name' twice", "give name= once"),
+        ("**[('workers', 2)]", "only a dict with string keys can be unpacked into Endpoint(...) with **", "SETTINGS"),
+    ],
+)
+def test_unpacked_settings_errors_point_at_the_dict(args: str, fragment: str, hint: str) -> None:
+    err = failure(args)
+    assert fragment in err.message, err.render()
+    assert hint in (err.hint or ""), err.render()
+    spread = args.rindex("**") + 2
+    assert err.col == len("@Endpoint(name='w', ") + spread + 1, err.render()
+
+
+def test_positional_unpacking_into_endpoint_is_refused() -> None:
+    err = failure("*['x']")
+    assert "cannot be unpacked with * here" in err.message and "**settings" in (err.hint or "")
+
+
+def test_a_client_endpoint_with_unpacked_settings_is_the_one_written_out() -> None:
+    unpacked = build({"c.py": IMPORTS + "C = {'name': 'c', 'image': 'me/worker:3'}\nc = Endpoint(**C, workers=2)\n"})
+    written = build({"c.py": IMPORTS + "c = Endpoint(name='c', image='me/worker:3', workers=2)\n"})
+    assert unpacked.manifest.model_dump()["resources"] == written.manifest.model_dump()["resources"]
+    assert "c" in written.manifest.model_dump()["resources"]
+
+
+def test_an_endpoint_object_with_settings_unreadable_at_build_time_is_left_as_a_client() -> None:
+    """Only a decorator or route makes the build read an Endpoint's settings; a client it cannot read stays a client."""
+    app = IMPORTS + "def load(): return {}\nremote_api = Endpoint(**load())\n@Endpoint(name='w')\ndef f(x): return x\n"
+    assert set(build({"w.py": app}).manifest.model_dump()["resources"]) == {"w"}

@@ -29,7 +29,7 @@ from flash_tasks.scan import scan_source
 APPS = Path(__file__).parent / "apps"
 GOLDENS = Path(__file__).parent / "goldens" / "real_apps"
 VOLATILE_FIELDS = ("generated_at", "source_fingerprint")
-REAL_APPS = ("real_same_name", "real_enum_lookup", "real_expressions", "real_agents_folder", "real_names")
+REAL_APPS = ("real_same_name", "real_enum_lookup", "real_expressions", "real_agents_folder", "real_names", "real_unpacked_settings")
 
 
 def golden(app: str) -> dict[str, Any]:
