@@ -80,6 +80,7 @@ from common import (
     du_mb,
     ensure_sdk_wheel,
     log,
+    machine_end,
     machine_info,
     run_ours,
     run_ref,
@@ -786,7 +787,7 @@ def main() -> None:
         mounts.unmount_all()
     report(bench, selected)
     print()
-    print(f"loadavg at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(machine_end())
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ the runs at that size.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from common import (
     du_mb,
     ensure_sdk_wheel,
     log,
+    machine_end,
     machine_info,
     reference_flash,
     run_ours,
@@ -262,7 +262,7 @@ def main() -> int:
         bench_deps(sizes, args.runs, args.big_runs)
     if args.only in (None, "files"):
         bench_files([10, 100, 1000], args.runs)
-    print(f"loadavg at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(machine_end())
     return 0
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ from common import (
     append_comment,
     delete_flash,
     log,
+    machine_end,
     machine_info,
     reference_flash,
     run_ours,
@@ -303,7 +303,7 @@ def main() -> int:
     print(
         f"artifact sizes: ours {artifact.stat().st_size / 1e6:.1f} MB, reference {ref_artifact.stat().st_size / 1e6:.1f} MB"
     )
-    print(f"loadavg at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(machine_end())
     return 0
 
 

@@ -188,14 +188,61 @@ def ours_version() -> str:
     return rev + ("+dirty(flash_tasks)" if dirty.stdout.strip() else "")
 
 
+def cpu_probe() -> float:
+    """Milliseconds one core takes for a fixed piece of pure-Python work (best of 5).
+
+    Start-up and small edits are CPU-bound, the reference's builds much less so:
+    on this shared virtual machine the same code measured 1.6-1.9x slower on some
+    days with no load of our own, which moves the ratios. The probe, printed at
+    the start and the end of a run, says how fast the machine was meanwhile.
+    """
+
+    def work() -> int:
+        total = 0
+        for i in range(300_000):
+            total += len(str(i)) ^ (i & 7)
+        return total
+
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(all, steal) jiffies of every CPU since boot, from /proc/stat ((0, 0) elsewhere)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return sum(fields[:8]), fields[7] if len(fields) > 7 else 0
+
+
+_STARTED = _cpu_times()
+
+
 def machine_info() -> str:
     """One line about the machine and the code measured; freezes our code (``snapshot_ours``)."""
+    global _STARTED
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     ours = snapshot_ours()
+    _STARTED = _cpu_times()
     return (
         f"host: {platform.node()} {platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}, "
-        f"loadavg at start {load}\nours: {ours}; reference: runpod-flash {REFERENCE_VERSION}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"
+        f"loadavg at start {load}, cpu probe {cpu_probe():.1f} ms\n"
+        f"ours: {ours}; reference: runpod-flash {REFERENCE_VERSION}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"
     )
+
+
+def machine_end() -> str:
+    """The closing line: load, the CPU probe again, and the share of CPU time the host took (steal)."""
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    total, steal = _cpu_times()
+    spent = total - _STARTED[0]
+    share = f"{100 * (steal - _STARTED[1]) / spent:.1f}%" if spent > 0 else "?"
+    return f"loadavg at end: {load}, cpu probe {cpu_probe():.1f} ms, steal during the run {share}"
 
 
 # ---------------------------------------------------------------------------
