@@ -307,15 +307,7 @@ class Discovery:
                     hint=did_you_mean(key, list(ENDPOINT_KWARGS)),
                 )
             value = self.ev.evaluate(obj.module, expr, argument=key)
-            self.arguments_size += self.ev.size_of(value)
-            if self.arguments_size > MAX_ARGUMENTS_SIZE:
-                raise BuildError(
-                    f"the endpoint arguments of this app add up to more than {MAX_ARGUMENTS_SIZE:,} bytes",
-                    path=obj.path,
-                    line=expr["line"],
-                    col=expr["col"],
-                    hint="endpoint arguments are settings, not data: ship large data as a file in the app",
-                )
+            self.count(value, {"path": obj.path, "line": expr["line"], "col": expr["col"]})
             values[key] = (value, expr)
         for spread in call.get("unpack", []):
             self.unpack(obj, spread, values)
@@ -346,14 +338,18 @@ class Discovery:
                     **where,
                     hint=f"give {key}= once: drop it from the call or from the dict",
                 )
-            self.arguments_size += self.ev.size_of(value)
-            if self.arguments_size > MAX_ARGUMENTS_SIZE:
-                raise BuildError(
-                    f"the endpoint arguments of this app add up to more than {MAX_ARGUMENTS_SIZE:,} bytes",
-                    **where,
-                    hint="endpoint arguments are settings, not data: ship large data as a file in the app",
-                )
+            self.count(value, where)
             values[key] = (value, spread)
+
+    def count(self, value: Any, where: dict[str, Any]) -> None:
+        """Add one argument's value to the app's total, which has a limit."""
+        self.arguments_size += self.ev.size_of(value)
+        if self.arguments_size > MAX_ARGUMENTS_SIZE:
+            raise BuildError(
+                f"the endpoint arguments of this app add up to more than {MAX_ARGUMENTS_SIZE:,} bytes",
+                **where,
+                hint="endpoint arguments are settings, not data: ship large data as a file in the app",
+            )
 
     def value(self, obj: EndpointObject, key: str, default: Any = None) -> Any:
         entry = self.values(obj).get(key)
