@@ -542,10 +542,13 @@ class Discovery:
                 obj = self.endpoint_var(scan["module"], var, 10**9) or EndpointObject(scan["module"], relpath, call, var)
                 if "image" not in call["kwargs"]:
                     # image= can only come from unpacked settings: an Endpoint object whose settings
-                    # cannot be read at build time is a client the build does not deploy, as before.
+                    # cannot be read at build time is a client the build does not deploy, as before
+                    # (and what it read before failing does not count against the app's limit).
+                    size = self.arguments_size
                     try:
                         self.values(obj)
                     except BuildError:
+                        self.arguments_size = size
                         continue
                 if self.value(obj, "image") is None:
                     continue

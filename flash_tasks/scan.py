@@ -192,14 +192,15 @@ class _Scanner:
         return qualified.split(".")[0] == SDK_PACKAGE and qualified.endswith(".Endpoint")
 
     def call_record(self, call: ast.Call) -> dict[str, Any]:
+        #: ``**settings`` arguments, in order (an Endpoint call evaluates them; other calls refuse them).
+        unpack = [self.expr(kw.value) for kw in call.keywords if kw.arg is None]
+        starred = any(isinstance(a, ast.Starred) for a in call.args)
         return {
             "args": [self.expr(a) for a in call.args],
             "kwargs": {kw.arg: self.expr(kw.value) for kw in call.keywords if kw.arg is not None},
-            #: ``**settings`` arguments, in order (an Endpoint call evaluates them; other calls refuse them).
-            "unpack": [self.expr(kw.value) for kw in call.keywords if kw.arg is None],
-            "starred": any(isinstance(a, ast.Starred) for a in call.args),
-            "star": any(isinstance(a, ast.Starred) for a in call.args)
-            or any(kw.arg is None for kw in call.keywords),
+            "unpack": unpack,
+            "starred": starred,
+            "star": starred or bool(unpack),
             "line": call.lineno,
             "col": self.column(call),
         }

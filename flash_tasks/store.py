@@ -84,6 +84,11 @@ def load(model: type[M], path: Path) -> M | None:
         data = path.read_bytes()
     except OSError:
         return None
+    return parse(model, data)
+
+
+def parse(model: type[M], data: bytes) -> M | None:
+    """A state file's bytes as ``model``, or None when damaged, of another shape or schema."""
     try:
         value = model.model_validate_json(data)
     except (ValidationError, ValueError):

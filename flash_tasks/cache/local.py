@@ -30,7 +30,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..store import Blob, BlobRecord, Record, copy_recorded, load
+from ..store import Blob, BlobRecord, Record, copy_recorded, load, parse
 
 LAYOUT = "v1"
 COPY_CHUNK = 1 << 20
@@ -103,16 +103,17 @@ def blobs_needed(path: Path) -> list[Blob] | None:
     from .installs import InstallAction
     from .resolutions import ResolutionAction
 
-    segment = load(ActionRecord, path)
-    if segment is not None:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if (segment := parse(ActionRecord, data)) is not None:
         return list(segment.blobs)
-    tree = load(TreeAction, path)
-    if tree is not None:
+    if (tree := parse(TreeAction, data)) is not None:
         return [f.blob for f in tree.files.values()]
-    install = load(InstallAction, path)
-    if install is not None:
+    if (install := parse(InstallAction, data)) is not None:
         return [f.blob for f in install.extra.values()]
-    if load(ResolutionAction, path) is not None:
+    if parse(ResolutionAction, data) is not None:
         return []
     return None
 
@@ -293,13 +294,21 @@ class LocalCache:
             cutoff = mtime
         actions = 0
         if cutoff is not None:
-            for path, _, mtime in self._files("ac"):
-                needed = blobs_needed(path)
-                if needed is None or (needed and not all(self.has_blob(b) for b in needed)) or (not needed and mtime <= cutoff):
+            for path, _, used in self._files("ac"):
+                if self._stale_record(path, used, cutoff):
                     path.unlink(missing_ok=True)
                     actions += 1
         self._remove_stale_tmp()
         return Pruned(blobs=removed, blob_bytes=removed_bytes, actions=actions)
+
+    def _stale_record(self, path: Path, used: float, cutoff: float) -> bool:
+        """Whether the action record at ``path`` goes in a prune that evicted blobs used up to ``cutoff``."""
+        needed = blobs_needed(path)
+        if needed is None:
+            return True  # unreadable, or not this tool's
+        if needed:
+            return not all(self.has_blob(b) for b in needed)
+        return used <= cutoff  # names no blob: it goes with blobs used no later than it
 
     def _remove_stale_tmp(self) -> None:
         now = time.time()
